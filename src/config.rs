@@ -1,0 +1,650 @@
+//! Configuration: a TOML file layered with environment overrides, validated into [`Settings`].
+//!
+//! The structs deriving `Deserialize` are the user documentation: their doc comments describe
+//! each key, and `config/example.toml` shows every one of them (a test parses it). Loading is
+//! two steps so that every error can name the file, the key and what was expected: serde reads
+//! the shape, then [`FileConfig::validate`] checks meaning (URLs, names, files) and produces
+//! the [`Settings`] the rest of the program uses.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Prefix of environment variables that override file keys, for example
+/// `REDIS_PERSISTENCE_EXPORTER_POLL_INTERVAL=10s`.
+pub const ENV_PREFIX: &str = "REDIS_PERSISTENCE_EXPORTER";
+
+/// Default address of `/metrics`; 9645 is in the exporter port range and unused by the
+/// well-known exporters.
+pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9645";
+
+/// The target polled when no config file is given.
+pub const DEFAULT_TARGET_URL: &str = "redis://127.0.0.1:6379";
+
+/// The top level of the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// How often each target is polled, as a humantime duration ("5s", "1m"). Default 5s.
+    #[serde(default = "default_poll_interval", with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How long one poll may take, connecting included; a longer poll counts as failed with
+    /// reason `timeout`. Must not exceed `poll_interval`. Default 2s.
+    #[serde(default = "default_poll_timeout", with = "humantime_serde")]
+    pub poll_timeout: Duration,
+    /// Address and port `/metrics` listens on. Default "0.0.0.0:9645".
+    /// `--web.listen-address` overrides it.
+    #[serde(default = "default_listen_address")]
+    pub listen_address: String,
+    /// After how long without a successful RDB save a target's backup counts as stale,
+    /// exported as `redis_rdb_max_age_seconds` so the `RedisBackupStale` alert can be tuned
+    /// here without editing the rule. Each target may override it. Default 24h.
+    #[serde(default = "default_rdb_max_age", with = "humantime_serde")]
+    pub rdb_max_age: Duration,
+    /// The Redis servers to poll. With no config file at all, one target,
+    /// `redis://127.0.0.1:6379`, is polled.
+    #[serde(default)]
+    pub targets: Vec<TargetConfig>,
+}
+
+/// One `[[targets]]` entry.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// `redis://host:port`, `rediss://host:port` (TLS), or `unix:///path/to/redis.sock`.
+    /// Credentials may be given here (`redis://user:pass@host`) but are better in
+    /// `username` / `password_file`; they are never shown anywhere.
+    pub url: String,
+    /// The `target` label on every series of this target. Default: the URL with any
+    /// credentials removed.
+    pub name: Option<String>,
+    /// Extra labels added to every series of this target, for example `{ env = "prod" }`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// ACL username.
+    pub username: Option<String>,
+    /// Password, inline. Prefer `password_file`. Never logged or exported.
+    pub password: Option<String>,
+    /// A file holding the password (surrounding whitespace is trimmed), for example a mounted
+    /// Kubernetes Secret. A relative path is relative to the config file's folder. It is
+    /// re-read at every reconnect, so a rotated password needs no restart. Never logged or
+    /// exported.
+    pub password_file: Option<PathBuf>,
+    /// Overrides the top-level `rdb_max_age` for this target.
+    #[serde(default, with = "humantime_serde")]
+    pub rdb_max_age: Option<Duration>,
+}
+
+// Hand-written so a password can never reach a log line through `{:?}`.
+impl fmt::Debug for TargetConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TargetConfig")
+            .field("name", &self.name)
+            .field("labels", &self.labels)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_file", &self.password_file)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_poll_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_listen_address() -> String {
+    DEFAULT_LISTEN_ADDRESS.to_owned()
+}
+fn default_rdb_max_age() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+/// A config problem, said so that an operator can fix it at 3 a.m.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or its TOML/values did not fit the expected shape.
+    #[error("{source_name}: {message}")]
+    Load {
+        /// The file (or "environment") the problem is in.
+        source_name: String,
+        /// What went wrong, with the key when known.
+        message: String,
+    },
+    /// A key had a value of the right type but the wrong meaning.
+    #[error("{source_name}: key `{key}`: expected {expected}")]
+    Invalid {
+        /// The file the problem is in.
+        source_name: String,
+        /// The key, for example `targets[1].url`.
+        key: String,
+        /// What was expected, never echoing a secret.
+        expected: String,
+    },
+}
+
+/// A password. It cannot be printed: `Debug` redacts it and there is no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself, for handing to the Redis client only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where a target listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// TCP, optionally with TLS (`rediss://`).
+    Tcp {
+        /// Host name or IP address.
+        host: String,
+        /// Port, 6379 when the URL gives none.
+        port: u16,
+        /// `rediss://`
+        tls: bool,
+    },
+    /// A unix socket path.
+    Unix {
+        /// Socket path.
+        path: PathBuf,
+    },
+}
+
+/// Where a target's password comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    /// Inline in the config or the URL.
+    Inline(Secret),
+    /// Read from this file at each (re)connect, so a rotated password is picked up.
+    File(PathBuf),
+}
+
+/// A validated target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The `target` label.
+    pub name: String,
+    /// Extra labels, sorted by name; none is `target`.
+    pub labels: Vec<(String, String)>,
+    /// Where it listens.
+    pub address: Address,
+    /// ACL username.
+    pub username: Option<String>,
+    /// Password, if any.
+    pub password: Option<PasswordSource>,
+    /// Threshold for a stale RDB save.
+    pub rdb_max_age: Duration,
+}
+
+impl Target {
+    /// The password to send now, reading the file if the password lives in one.
+    pub fn current_password(&self) -> Result<Option<Secret>, std::io::Error> {
+        match &self.password {
+            None => Ok(None),
+            Some(PasswordSource::Inline(secret)) => Ok(Some(secret.clone())),
+            Some(PasswordSource::File(path)) => read_password_file(path).map(Some),
+        }
+    }
+}
+
+/// The validated configuration the program runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// See [`FileConfig::poll_interval`].
+    pub poll_interval: Duration,
+    /// See [`FileConfig::poll_timeout`].
+    pub poll_timeout: Duration,
+    /// See [`FileConfig::listen_address`].
+    pub listen_address: SocketAddr,
+    /// The targets, in file order, with unique names.
+    pub targets: Vec<Target>,
+}
+
+/// Labels the exporter itself puts on series; a user label of the same name would clash.
+const RESERVED_LABELS: &[&str] = &[
+    "target",
+    "state",
+    "reason",
+    "le",
+    "replica",
+    "mechanism",
+    "role",
+    "redis_version",
+    "version",
+    "policy",
+];
+
+/// Loads `path` (or nothing, for the defaults), applies environment overrides, and validates.
+pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+    load_with_env(path, std::env::vars())
+}
+
+/// [`load`] with the environment given explicitly, so tests need not touch the process's.
+pub fn load_with_env(
+    path: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Settings, ConfigError> {
+    let source_name = match path {
+        Some(path) => format!("config file {}", path.display()),
+        None => "built-in defaults".to_owned(),
+    };
+    let mut builder = config::Config::builder();
+    if let Some(path) = path {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Load {
+            source_name: source_name.clone(),
+            message: format!("cannot read the file: {e}"),
+        })?;
+        builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+    }
+    let env: config::Map<String, String> = env
+        .into_iter()
+        .filter(|(key, _)| key.starts_with(&format!("{ENV_PREFIX}_")))
+        .collect();
+    builder = builder.add_source(
+        config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("_")
+            .separator("__")
+            .source(Some(env)),
+    );
+    let layered = builder.build().map_err(|e| ConfigError::Load {
+        source_name: source_name.clone(),
+        message: describe_config_error(&e),
+    })?;
+    let mut file: FileConfig = layered.try_deserialize().map_err(|e| ConfigError::Load {
+        source_name: source_name.clone(),
+        message: describe_config_error(&e),
+    })?;
+    if path.is_none() && file.targets.is_empty() {
+        file.targets.push(TargetConfig {
+            url: DEFAULT_TARGET_URL.to_owned(),
+            name: None,
+            labels: BTreeMap::new(),
+            username: None,
+            password: None,
+            password_file: None,
+            rdb_max_age: None,
+        });
+    }
+    let base_dir = path.and_then(Path::parent);
+    file.validate(&source_name, base_dir)
+}
+
+/// Rewords the config crate's messages, which can quote whole values (possibly secrets).
+fn describe_config_error(error: &config::ConfigError) -> String {
+    let message = error.to_string();
+    // serde quotes offending string values; under a password key that could be the secret.
+    if message.contains("password`") && message.contains('"') {
+        let key_part = message.rsplit_once(" for key ").map(|(_, key)| key).unwrap_or("");
+        return format!("invalid value for key {key_part}: expected a string");
+    }
+    message
+}
+
+impl FileConfig {
+    /// Checks meaning and produces [`Settings`]. `source_name` prefixes every error; relative
+    /// file paths are taken relative to `base_dir`, the config file's folder.
+    pub fn validate(
+        self,
+        source_name: &str,
+        base_dir: Option<&Path>,
+    ) -> Result<Settings, ConfigError> {
+        let invalid = |key: &str, expected: String| ConfigError::Invalid {
+            source_name: source_name.to_owned(),
+            key: key.to_owned(),
+            expected,
+        };
+        if self.poll_interval.is_zero() {
+            return Err(invalid(
+                "poll_interval",
+                "a duration greater than zero, like \"5s\"".into(),
+            ));
+        }
+        if self.poll_timeout.is_zero() || self.poll_timeout > self.poll_interval {
+            return Err(invalid(
+                "poll_timeout",
+                format!(
+                    "a duration greater than zero and at most poll_interval ({})",
+                    humantime::format_duration(self.poll_interval)
+                ),
+            ));
+        }
+        let listen_address: SocketAddr = self.listen_address.parse().map_err(|_| {
+            invalid(
+                "listen_address",
+                "an IP address and port like \"0.0.0.0:9645\"".into(),
+            )
+        })?;
+        if self.targets.is_empty() {
+            return Err(invalid(
+                "targets",
+                "at least one [[targets]] entry with a `url`".into(),
+            ));
+        }
+        let mut names = BTreeSet::new();
+        let mut targets = Vec::with_capacity(self.targets.len());
+        for (index, target) in self.targets.into_iter().enumerate() {
+            let key = |field: &str| format!("targets[{index}].{field}");
+            let parsed = parse_url(&target.url).map_err(|expected| invalid(&key("url"), expected))?;
+            let name = target.name.clone().unwrap_or(parsed.display.clone());
+            if name.is_empty() || name.chars().any(char::is_control) {
+                return Err(invalid(&key("name"), "a non-empty printable name".into()));
+            }
+            if !names.insert(name.clone()) {
+                return Err(invalid(
+                    &key("name"),
+                    format!("a name unique among targets (\"{name}\" is used twice)"),
+                ));
+            }
+            let mut labels = Vec::with_capacity(target.labels.len());
+            for (label, value) in &target.labels {
+                if !is_valid_label_name(label) {
+                    return Err(invalid(
+                        &key(&format!("labels.{label}")),
+                        "a label name matching [a-zA-Z_][a-zA-Z0-9_]* not starting with __"
+                            .into(),
+                    ));
+                }
+                if RESERVED_LABELS.contains(&label.as_str()) {
+                    return Err(invalid(
+                        &key(&format!("labels.{label}")),
+                        format!(
+                            "a label name other than the exporter's own ({})",
+                            RESERVED_LABELS.join(", ")
+                        ),
+                    ));
+                }
+                labels.push((label.clone(), value.clone()));
+            }
+            let username = match (target.username, parsed.username) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        &key("username"),
+                        "a username in either `username` or the URL, not both".into(),
+                    ))
+                }
+                (a, b) => a.or(b),
+            };
+            let password = match (target.password, target.password_file, parsed.password) {
+                (None, None, None) => None,
+                (Some(p), None, None) | (None, None, Some(p)) => {
+                    Some(PasswordSource::Inline(Secret::new(p)))
+                }
+                (None, Some(path), None) => {
+                    let path = match base_dir {
+                        Some(base) if path.is_relative() => base.join(path),
+                        _ => path,
+                    };
+                    read_password_file(&path).map_err(|e| {
+                        invalid(
+                            &key("password_file"),
+                            format!("a readable file ({}: {})", path.display(), e.kind()),
+                        )
+                    })?;
+                    Some(PasswordSource::File(path))
+                }
+                _ => {
+                    return Err(invalid(
+                        &key("password"),
+                        "only one of `password`, `password_file` or a password in the URL".into(),
+                    ))
+                }
+            };
+            targets.push(Target {
+                name,
+                labels,
+                address: parsed.address,
+                username,
+                password,
+                rdb_max_age: target.rdb_max_age.unwrap_or(self.rdb_max_age),
+            });
+        }
+        Ok(Settings {
+            poll_interval: self.poll_interval,
+            poll_timeout: self.poll_timeout,
+            listen_address,
+            targets,
+        })
+    }
+}
+
+fn read_password_file(path: &Path) -> Result<Secret, std::io::Error> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(Secret::new(text.trim()))
+}
+
+fn is_valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_');
+    first_ok && !name.starts_with("__") && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+struct ParsedUrl {
+    address: Address,
+    /// The URL without credentials, used as the default name.
+    display: String,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+/// Parses a target URL. The error never quotes the URL, which may hold a password.
+fn parse_url(raw: &str) -> Result<ParsedUrl, String> {
+    const EXPECTED: &str =
+        "a URL like redis://host:6379, rediss://host:6380 or unix:///path/to/redis.sock";
+    let url = url::Url::parse(raw).map_err(|e| format!("{EXPECTED} ({e})"))?;
+    let username = Some(url.username())
+        .filter(|u| !u.is_empty())
+        .map(|u| percent_decode(u));
+    let password = url.password().map(percent_decode);
+    match url.scheme() {
+        "redis" | "rediss" => {
+            let host = url
+                .host_str()
+                .filter(|h| !h.is_empty())
+                .ok_or_else(|| format!("{EXPECTED} (the host is missing)"))?;
+            let tls = url.scheme() == "rediss";
+            let port = url.port().unwrap_or(6379);
+            if !(url.path().is_empty() || url.path() == "/") || url.query().is_some() {
+                return Err(format!(
+                    "{EXPECTED} (a path or query is not supported; INFO is the same for every database)"
+                ));
+            }
+            let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+            let display = if host.contains(':') {
+                format!("{}://[{host}]:{port}", url.scheme())
+            } else {
+                format!("{}://{host}:{port}", url.scheme())
+            };
+            Ok(ParsedUrl {
+                address: Address::Tcp { host, port, tls },
+                display,
+                username,
+                password,
+            })
+        }
+        "unix" | "redis+unix" => {
+            let path = PathBuf::from(url.path());
+            if url.path().is_empty() || url.path() == "/" {
+                return Err(format!("{EXPECTED} (the socket path is missing)"));
+            }
+            Ok(ParsedUrl {
+                display: format!("unix://{}", path.display()),
+                address: Address::Unix { path },
+                username,
+                password,
+            })
+        }
+        _ => Err(format!("{EXPECTED} (unsupported scheme)")),
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Some(byte) = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(byte);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load_text(text: &str) -> Result<Settings, ConfigError> {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+        load_with_env(Some(file.path()), Vec::new())
+    }
+
+    #[test]
+    fn shipped_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
+        let settings = load_with_env(Some(&path), Vec::new()).unwrap();
+        assert!(!settings.targets.is_empty());
+    }
+
+    #[test]
+    fn no_file_means_local_redis() {
+        let settings = load_with_env(None, Vec::new()).unwrap();
+        assert_eq!(settings.poll_interval, Duration::from_secs(5));
+        assert_eq!(settings.poll_timeout, Duration::from_secs(2));
+        assert_eq!(settings.targets.len(), 1);
+        assert_eq!(settings.targets[0].name, "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "poll_interval = \"5s\"\n[[targets]]\nurl = \"redis://a\"").unwrap();
+        let env = vec![(
+            "REDIS_PERSISTENCE_EXPORTER_POLL_INTERVAL".to_owned(),
+            "30s".to_owned(),
+        )];
+        let settings = load_with_env(Some(file.path()), env).unwrap();
+        assert_eq!(settings.poll_interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = load_text("pol_interval = \"5s\"\n").unwrap_err().to_string();
+        assert!(err.contains("pol_interval"), "{err}");
+        assert!(err.contains("config file"), "{err}");
+    }
+
+    #[test]
+    fn unknown_target_key_is_named() {
+        let err = load_text("[[targets]]\nurl = \"redis://a\"\nhost = \"b\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("host"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_is_named() {
+        let err = load_text("poll_interval = \"often\"\n[[targets]]\nurl = \"redis://a\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("poll_interval"), "{err}");
+    }
+
+    #[test]
+    fn bad_url_is_named_without_echoing_it() {
+        let err = load_text("[[targets]]\nurl = \"http://user:s3cr3t@host\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("targets[0].url"), "{err}");
+        assert!(!err.contains("s3cr3t"), "{err}");
+    }
+
+    #[test]
+    fn missing_password_file_is_named() {
+        let err = load_text(
+            "[[targets]]\nurl = \"redis://a\"\npassword_file = \"/nonexistent/secret\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("targets[0].password_file"), "{err}");
+    }
+
+    #[test]
+    fn url_credentials_are_used_but_not_in_the_name() {
+        let settings =
+            load_text("[[targets]]\nurl = \"redis://bob:p%40ss@db.example:6380\"\n").unwrap();
+        let target = &settings.targets[0];
+        assert_eq!(target.name, "redis://db.example:6380");
+        assert_eq!(target.username.as_deref(), Some("bob"));
+        assert_eq!(
+            target.current_password().unwrap().unwrap().expose(),
+            "p@ss"
+        );
+        assert!(!format!("{settings:?}").contains("p@ss"));
+    }
+
+    #[test]
+    fn unix_socket_url() {
+        let settings = load_text("[[targets]]\nurl = \"unix:///tmp/redis.sock\"\n").unwrap();
+        assert_eq!(
+            settings.targets[0].address,
+            Address::Unix {
+                path: "/tmp/redis.sock".into()
+            }
+        );
+    }
+
+    #[test]
+    fn duplicate_names_and_reserved_labels_are_rejected() {
+        let err = load_text("[[targets]]\nurl = \"redis://a\"\n[[targets]]\nurl = \"redis://a\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("targets[1].name"), "{err}");
+        let err = load_text("[[targets]]\nurl = \"redis://a\"\nlabels = { target = \"x\" }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("labels.target"), "{err}");
+    }
+
+    #[test]
+    fn timeout_longer_than_interval_is_rejected() {
+        let err = load_text("poll_interval = \"1s\"\npoll_timeout = \"2s\"\n[[targets]]\nurl = \"redis://a\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("poll_timeout"), "{err}");
+    }
+
+    #[test]
+    fn unknown_field_lists_the_expected_keys() {
+        let err = load_text("[[targets]]\nurl = \"redis://a\"\nhost = \"b\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected one of `url`"), "{err}");
+        assert!(err.contains("targets[0]"), "{err}");
+}
+}

@@ -1,0 +1,512 @@
+//! The `INFO` reply parser: text in, typed data out, no I/O.
+//!
+//! Redis versions (5.0, 6.x, 7.x, Valkey) differ in which fields they send, so nothing here
+//! assumes a fixed list: a field that is missing is `None`, never zero, and a field whose value
+//! does not parse is recorded in [`Info::field_errors`] and is `None` too, without costing the
+//! other fields. Lines may end in CRLF (what Redis sends) or LF.
+
+use std::collections::BTreeMap;
+
+/// Why a reply could not be read as `INFO` at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// The reply holds no `field:value` line, so it is not an `INFO` reply.
+    #[error("reply has no `field:value` lines; it is not an INFO reply")]
+    NoFields,
+}
+
+/// A field that was present but whose value could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The INFO field name, for example `aof_current_size`.
+    pub field: String,
+    /// What was expected, for example "an unsigned integer".
+    pub expected: &'static str,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The value itself is left out on purpose: it came from a server we do not control and
+        // could be arbitrarily long or contain terminal escapes.
+        write!(f, "field `{}`: expected {}", self.field, self.expected)
+    }
+}
+
+/// Outcome of the last background operation, as Redis reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpStatus {
+    /// `ok`
+    Ok,
+    /// `err`
+    Err,
+}
+
+/// One connected replica, from a `slaveN:` line of the replication section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replica {
+    /// `ip:port` as the primary sees it.
+    pub address: String,
+    /// Link state, for example `online` or `wait_bgsave`.
+    pub state: String,
+    /// Seconds since the last ack from the replica (absent before Redis 3.0).
+    pub lag_seconds: Option<u64>,
+}
+
+/// The parsed reply, with every field typed and optional.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Info {
+    // Server
+    /// `redis_version`
+    pub redis_version: Option<String>,
+    /// `run_id`: changes when the server restarts, which resets derived history.
+    pub run_id: Option<String>,
+    /// `uptime_in_seconds`
+    pub uptime_seconds: Option<u64>,
+
+    // Memory
+    /// `used_memory`
+    pub used_memory_bytes: Option<u64>,
+    /// `maxmemory`; 0 means no limit and is kept as 0.
+    pub maxmemory_bytes: Option<u64>,
+    /// `mem_fragmentation_ratio`
+    pub mem_fragmentation_ratio: Option<f64>,
+
+    // Persistence
+    /// `loading`
+    pub loading: Option<bool>,
+    /// `aof_enabled`
+    pub aof_enabled: Option<bool>,
+    /// `aof_rewrite_in_progress`
+    pub aof_rewrite_in_progress: Option<bool>,
+    /// `aof_rewrite_scheduled`
+    pub aof_rewrite_scheduled: Option<bool>,
+    /// `aof_last_bgrewrite_status`: kept by Redis after AOF is turned off (stale).
+    pub aof_last_bgrewrite_status: Option<OpStatus>,
+    /// `aof_last_write_status`
+    pub aof_last_write_status: Option<OpStatus>,
+    /// `aof_current_size`, absent while AOF is off.
+    pub aof_current_size_bytes: Option<u64>,
+    /// `aof_base_size`, absent while AOF is off.
+    pub aof_base_size_bytes: Option<u64>,
+    /// `aof_last_cow_size`
+    pub aof_last_cow_size_bytes: Option<u64>,
+    /// `aof_rewrites` (Redis 7.0 and later)
+    pub aof_rewrites: Option<u64>,
+    /// `aof_rewrites_consecutive_failures` (Redis 7.0 and later)
+    pub aof_rewrites_consecutive_failures: Option<u64>,
+    /// `aof_last_rewrite_time_sec`; Redis's `-1` ("never") is `None`.
+    pub aof_last_rewrite_duration_seconds: Option<u64>,
+    /// `rdb_last_bgsave_status`
+    pub rdb_last_bgsave_status: Option<OpStatus>,
+    /// `rdb_last_save_time` (Unix seconds)
+    pub rdb_last_save_timestamp_seconds: Option<u64>,
+    /// `rdb_changes_since_last_save`
+    pub rdb_changes_since_last_save: Option<u64>,
+    /// `rdb_bgsave_in_progress`
+    pub rdb_bgsave_in_progress: Option<bool>,
+    /// `rdb_last_bgsave_time_sec`; `-1` is `None`.
+    pub rdb_last_bgsave_duration_seconds: Option<u64>,
+    /// `rdb_last_cow_size`
+    pub rdb_last_cow_size_bytes: Option<u64>,
+    /// `rdb_saves` (Redis 7.0 and later)
+    pub rdb_saves: Option<u64>,
+
+    // Stats
+    /// `total_forks`
+    pub total_forks: Option<u64>,
+    /// `latest_fork_usec`
+    pub latest_fork_usec: Option<u64>,
+
+    // Replication
+    /// `role`: `master` or `slave`.
+    pub role: Option<String>,
+    /// `connected_slaves`
+    pub connected_replicas: Option<u64>,
+    /// One entry per `slaveN:` line.
+    pub replicas: Vec<Replica>,
+
+    /// Fields that were present but unreadable; each cost only itself.
+    pub field_errors: Vec<FieldError>,
+}
+
+/// Parses an `INFO` reply. Never panics, whatever the input.
+pub fn parse(text: &str) -> Result<Info, ParseError> {
+    let fields = split_fields(text);
+    if fields.is_empty() {
+        return Err(ParseError::NoFields);
+    }
+    let mut reader = Reader {
+        fields: &fields,
+        errors: Vec::new(),
+    };
+    let mut info = Info {
+        redis_version: reader.text("redis_version"),
+        run_id: reader.text("run_id"),
+        uptime_seconds: reader.get("uptime_in_seconds"),
+        used_memory_bytes: reader.get("used_memory"),
+        maxmemory_bytes: reader.get("maxmemory"),
+        mem_fragmentation_ratio: reader.get("mem_fragmentation_ratio"),
+        loading: reader.get("loading"),
+        aof_enabled: reader.get("aof_enabled"),
+        aof_rewrite_in_progress: reader.get("aof_rewrite_in_progress"),
+        aof_rewrite_scheduled: reader.get("aof_rewrite_scheduled"),
+        aof_last_bgrewrite_status: reader.get("aof_last_bgrewrite_status"),
+        aof_last_write_status: reader.get("aof_last_write_status"),
+        aof_current_size_bytes: reader.get("aof_current_size"),
+        aof_base_size_bytes: reader.get("aof_base_size"),
+        aof_last_cow_size_bytes: reader.get("aof_last_cow_size"),
+        aof_rewrites: reader.get("aof_rewrites"),
+        aof_rewrites_consecutive_failures: reader.get("aof_rewrites_consecutive_failures"),
+        aof_last_rewrite_duration_seconds: reader.duration("aof_last_rewrite_time_sec"),
+        rdb_last_bgsave_status: reader.get("rdb_last_bgsave_status"),
+        rdb_last_save_timestamp_seconds: reader.get("rdb_last_save_time"),
+        rdb_changes_since_last_save: reader.get("rdb_changes_since_last_save"),
+        rdb_bgsave_in_progress: reader.get("rdb_bgsave_in_progress"),
+        rdb_last_bgsave_duration_seconds: reader.duration("rdb_last_bgsave_time_sec"),
+        rdb_last_cow_size_bytes: reader.get("rdb_last_cow_size"),
+        rdb_saves: reader.get("rdb_saves"),
+        total_forks: reader.get("total_forks"),
+        latest_fork_usec: reader.get("latest_fork_usec"),
+        role: reader.text("role"),
+        connected_replicas: reader.get("connected_slaves"),
+        replicas: Vec::new(),
+        field_errors: Vec::new(),
+    };
+    info.replicas = reader.replicas();
+    info.field_errors = reader.errors;
+    Ok(info)
+}
+
+/// Splits the reply into `field -> value`, skipping section headers, blank lines and lines
+/// without a colon. The first occurrence of a field wins.
+fn split_fields(text: &str) -> BTreeMap<&str, &str> {
+    let mut fields = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some((key, value)) = line.split_once(':') {
+            if !key.is_empty() {
+                fields.entry(key).or_insert(value);
+            }
+        }
+    }
+    fields
+}
+
+/// A value type an INFO field can hold.
+trait FieldValue: Sized {
+    const EXPECTED: &'static str;
+    fn read(raw: &str) -> Option<Self>;
+}
+
+impl FieldValue for u64 {
+    const EXPECTED: &'static str = "an unsigned integer";
+    fn read(raw: &str) -> Option<Self> {
+        raw.parse().ok()
+    }
+}
+
+impl FieldValue for f64 {
+    const EXPECTED: &'static str = "a finite number";
+    fn read(raw: &str) -> Option<Self> {
+        raw.parse::<f64>().ok().filter(|v| v.is_finite())
+    }
+}
+
+impl FieldValue for bool {
+    const EXPECTED: &'static str = "0 or 1";
+    fn read(raw: &str) -> Option<Self> {
+        match raw {
+            "0" => Some(false),
+            "1" => Some(true),
+            _ => None,
+        }
+    }
+}
+
+impl FieldValue for OpStatus {
+    const EXPECTED: &'static str = "`ok` or `err`";
+    fn read(raw: &str) -> Option<Self> {
+        match raw {
+            "ok" => Some(OpStatus::Ok),
+            "err" => Some(OpStatus::Err),
+            _ => None,
+        }
+    }
+}
+
+struct Reader<'a> {
+    fields: &'a BTreeMap<&'a str, &'a str>,
+    errors: Vec<FieldError>,
+}
+
+impl Reader<'_> {
+    fn get<T: FieldValue>(&mut self, field: &str) -> Option<T> {
+        let raw = self.fields.get(field)?;
+        let value = T::read(raw.trim());
+        if value.is_none() {
+            self.errors.push(FieldError {
+                field: field.to_owned(),
+                expected: T::EXPECTED,
+            });
+        }
+        value
+    }
+
+    /// Free text, bounded so that a hostile server cannot make us keep megabytes per target.
+    fn text(&mut self, field: &str) -> Option<String> {
+        const MAX_TEXT: usize = 128;
+        let raw = self.fields.get(field)?.trim();
+        if raw.is_empty() || raw.len() > MAX_TEXT || raw.chars().any(char::is_control) {
+            self.errors.push(FieldError {
+                field: field.to_owned(),
+                expected: "short printable text",
+            });
+            return None;
+        }
+        Some(raw.to_owned())
+    }
+
+    /// Redis writes `-1` for "no such operation yet": that is absence, not a duration.
+    fn duration(&mut self, field: &str) -> Option<u64> {
+        if self.fields.get(field).map(|raw| raw.trim()) == Some("-1") {
+            return None;
+        }
+        self.get(field)
+    }
+
+    /// `slaveN:ip=…,port=…,state=…,offset=…,lag=…` lines, in N order.
+    fn replicas(&mut self) -> Vec<Replica> {
+        const MAX_REPLICAS: usize = 64;
+        let mut replicas = Vec::new();
+        for (key, value) in self.fields.iter() {
+            let Some(index) = key.strip_prefix("slave") else {
+                continue;
+            };
+            if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            if replicas.len() == MAX_REPLICAS {
+                break;
+            }
+            match parse_replica(value) {
+                Some(replica) => replicas.push((index.parse::<u64>().unwrap_or(u64::MAX), replica)),
+                None => self.errors.push(FieldError {
+                    field: (*key).to_owned(),
+                    expected: "ip=…,port=…,state=… replica attributes",
+                }),
+            }
+        }
+        replicas.sort_by_key(|(index, _)| *index);
+        replicas.into_iter().map(|(_, replica)| replica).collect()
+    }
+}
+
+fn parse_replica(value: &str) -> Option<Replica> {
+    let mut ip = None;
+    let mut port = None;
+    let mut state = None;
+    let mut lag = None;
+    for pair in value.split(',') {
+        match pair.split_once('=') {
+            Some(("ip", v)) => ip = Some(v),
+            Some(("port", v)) => port = v.parse::<u16>().ok(),
+            Some(("state", v)) => state = Some(v),
+            Some(("lag", v)) => lag = v.parse::<u64>().ok(),
+            _ => {}
+        }
+    }
+    let (ip, port, state) = (ip?, port?, state?);
+    if ip.len() > 64 || state.len() > 32 {
+        return None;
+    }
+    Some(Replica {
+        address: format!("{ip}:{port}"),
+        state: state.to_owned(),
+        lag_seconds: lag,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn reference(name: &str) -> String {
+        let path = format!(
+            "{}/../shared/reference/info/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+    }
+
+    #[test]
+    fn healthy_aof_reply_reads_every_persistence_field() {
+        let info = parse(&reference("aof_ok_before.txt")).unwrap();
+        assert_eq!(info.aof_enabled, Some(true));
+        assert_eq!(info.aof_last_bgrewrite_status, Some(OpStatus::Ok));
+        assert_eq!(info.aof_last_write_status, Some(OpStatus::Ok));
+        assert_eq!(info.aof_rewrite_in_progress, Some(false));
+        assert!(info.aof_current_size_bytes.is_some());
+        assert!(info.aof_base_size_bytes.is_some());
+        assert_eq!(info.rdb_last_bgsave_status, Some(OpStatus::Ok));
+        assert!(info.field_errors.is_empty(), "{:?}", info.field_errors);
+    }
+
+    #[test]
+    fn killed_rewrite_reads_err() {
+        let info = parse(&reference("aof_rewrite_killed_err.txt")).unwrap();
+        assert_eq!(info.aof_last_bgrewrite_status, Some(OpStatus::Err));
+        assert_eq!(info.aof_last_write_status, Some(OpStatus::Ok));
+        let info = parse(&reference("aof_rewrite_killed_x3_err.txt")).unwrap();
+        assert_eq!(info.aof_rewrites_consecutive_failures, Some(3));
+        assert_eq!(info.aof_rewrites, Some(3));
+    }
+
+    #[test]
+    fn in_progress_and_scheduled_are_read() {
+        let info = parse(&reference("aof_rewrite_in_progress.txt")).unwrap();
+        assert_eq!(info.aof_rewrite_in_progress, Some(true));
+        let info = parse(&reference("aof_rewrite_scheduled.txt")).unwrap();
+        assert_eq!(info.aof_rewrite_scheduled, Some(true));
+    }
+
+    #[test]
+    fn disabled_aof_keeps_stale_status_and_drops_sizes() {
+        let info = parse(&reference("aof_disabled_stale_err.txt")).unwrap();
+        assert_eq!(info.aof_enabled, Some(false));
+        assert_eq!(info.aof_last_bgrewrite_status, Some(OpStatus::Err));
+        assert_eq!(info.aof_current_size_bytes, None);
+        assert_eq!(info.aof_base_size_bytes, None);
+    }
+
+    #[test]
+    fn disk_full_reads_write_err() {
+        let info = parse(&reference("aof_diskfull_write_err.txt")).unwrap();
+        assert_eq!(info.aof_last_write_status, Some(OpStatus::Err));
+    }
+
+    #[test]
+    fn rdb_only_instance() {
+        let info = parse(&reference("rdb_before_ok.txt")).unwrap();
+        assert_eq!(info.aof_enabled, Some(false));
+        assert_eq!(info.rdb_last_bgsave_status, Some(OpStatus::Ok));
+        let info = parse(&reference("rdb_bgsave_killed_err.txt")).unwrap();
+        assert_eq!(info.rdb_last_bgsave_status, Some(OpStatus::Err));
+        assert_eq!(info.rdb_last_bgsave_duration_seconds, Some(0));
+    }
+
+    #[test]
+    fn everything_reply_reads_sibling_sections() {
+        let info = parse(&reference("healthy_aof_info_everything.txt")).unwrap();
+        assert_eq!(info.redis_version.as_deref(), Some("7.0.15"));
+        assert_eq!(info.role.as_deref(), Some("master"));
+        assert_eq!(info.connected_replicas, Some(0));
+        assert_eq!(info.maxmemory_bytes, Some(0));
+        assert!(info.used_memory_bytes.is_some());
+        assert!(info.mem_fragmentation_ratio.is_some());
+        assert!(info.total_forks.is_some());
+        assert!(info.uptime_seconds.is_some());
+        assert!(info.field_errors.is_empty(), "{:?}", info.field_errors);
+        parse(&reference("healthy_rdb_info_everything.txt")).unwrap();
+    }
+
+    #[test]
+    fn every_reference_reply_parses_with_lf_too() {
+        let dir = format!("{}/../shared/reference/info", env!("CARGO_MANIFEST_DIR"));
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let crlf = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            let lf = crlf.replace("\r\n", "\n");
+            assert_eq!(parse(&crlf).unwrap(), parse(&lf).unwrap());
+        }
+    }
+
+    #[test]
+    fn missing_field_is_absent_not_zero() {
+        let info = parse("# Persistence\r\naof_enabled:1\r\n").unwrap();
+        assert_eq!(info.aof_enabled, Some(true));
+        assert_eq!(info.aof_rewrites, None);
+        assert_eq!(info.aof_current_size_bytes, None);
+    }
+
+    #[test]
+    fn malformed_value_costs_only_its_field() {
+        let info = parse("aof_enabled:1\naof_current_size:lots\naof_base_size:10\n").unwrap();
+        assert_eq!(info.aof_current_size_bytes, None);
+        assert_eq!(info.aof_base_size_bytes, Some(10));
+        assert_eq!(info.aof_enabled, Some(true));
+        assert_eq!(
+            info.field_errors,
+            vec![FieldError {
+                field: "aof_current_size".into(),
+                expected: "an unsigned integer"
+            }]
+        );
+    }
+
+    #[test]
+    fn never_rewritten_duration_is_absent() {
+        let info = parse("aof_last_rewrite_time_sec:-1\nrdb_last_bgsave_time_sec:-1\n").unwrap();
+        assert_eq!(info.aof_last_rewrite_duration_seconds, None);
+        assert_eq!(info.rdb_last_bgsave_duration_seconds, None);
+        assert!(info.field_errors.is_empty());
+    }
+
+    #[test]
+    fn replicas_are_read_in_order() {
+        let text = "role:master\r\nconnected_slaves:2\r\n\
+            slave1:ip=10.0.0.2,port=6380,state=wait_bgsave,offset=0,lag=7\r\n\
+            slave0:ip=10.0.0.1,port=6379,state=online,offset=100,lag=0\r\n";
+        let info = parse(text).unwrap();
+        assert_eq!(info.replicas.len(), 2);
+        assert_eq!(info.replicas[0].address, "10.0.0.1:6379");
+        assert_eq!(info.replicas[0].state, "online");
+        assert_eq!(info.replicas[1].lag_seconds, Some(7));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert_eq!(parse(""), Err(ParseError::NoFields));
+        assert_eq!(parse("-ERR unknown command\r\n"), Err(ParseError::NoFields));
+        assert_eq!(parse("\u{0}\u{1}\u{2}"), Err(ParseError::NoFields));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_any_text(text in any::<String>()) {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn never_panics_on_field_shaped_lines(
+            lines in proptest::collection::vec(("[a-z_]{1,30}", "[ -~]{0,40}"), 0..40),
+            crlf in any::<bool>(),
+        ) {
+            let eol = if crlf { "\r\n" } else { "\n" };
+            let text: String = lines.iter().map(|(k, v)| format!("{k}:{v}{eol}")).collect();
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn any_unsigned_size_round_trips(size in any::<u64>()) {
+            let info = parse(&format!("aof_current_size:{size}\r\n")).unwrap();
+            prop_assert_eq!(info.aof_current_size_bytes, Some(size));
+        }
+
+        #[test]
+        fn unknown_fields_do_not_disturb_known_ones(
+            extra in proptest::collection::vec(("x[a-z_]{1,20}", "[ -~]{0,20}"), 0..20),
+        ) {
+            let mut text = String::from("aof_enabled:1\r\naof_last_bgrewrite_status:err\r\n");
+            for (k, v) in &extra {
+                text.push_str(&format!("{k}:{v}\r\n"));
+            }
+            let info = parse(&text).unwrap();
+            prop_assert_eq!(info.aof_enabled, Some(true));
+            prop_assert_eq!(info.aof_last_bgrewrite_status, Some(OpStatus::Err));
+            prop_assert!(info.field_errors.is_empty());
+        }
+    }
+}

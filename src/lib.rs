@@ -1,0 +1,27 @@
+//! redis-persistence-exporter: tells on-call, quickly and truthfully, whether each Redis in a
+//! fleet is still durable.
+//!
+//! # Layout
+//! Data flows one way: target → poll → snapshot → render.
+//!
+//! - [`config`]: the TOML file and environment, validated into [`config::Settings`].
+//! - [`info`]: the pure `INFO` parser, text in, typed data out.
+//! - [`card`]: the "Last AOF Rewrite Status" card (ok / err / not applicable).
+//! - [`redis_client`]: the only module that knows the Redis client library.
+//! - [`poller`]: one task per target; owns its connection, schedule and deadline.
+//! - [`state`]: the latest snapshot per target and poll bookkeeping.
+//! - [`metrics`]: maps state to OpenMetrics series.
+//! - [`http`]: serves `/metrics` and the landing page.
+//! - [`signal`]: process signals as futures.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod card;
+pub mod config;
+pub mod http;
+pub mod info;
+pub mod metrics;
+pub mod poller;
+pub mod redis_client;
+pub mod signal;
+pub mod state;

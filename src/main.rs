@@ -1,0 +1,145 @@
+//! Command-line entry point: parse flags, load config, start pollers and the HTTP server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use redis_persistence_exporter::{config, http, poller, signal, state::Store};
+use tokio::sync::watch;
+
+/// Exit code for any configuration error.
+const EXIT_CONFIG: u8 = 2;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Prometheus exporter for Redis persistence health (AOF rewrite and write status, RDB saves).
+#[derive(Debug, Parser)]
+#[command(name = "redis-persistence-exporter", version, about)]
+struct Cli {
+    /// TOML config file. Without it, redis://127.0.0.1:6379 is polled.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Address to serve /metrics on; overrides `listen_address` in the config.
+    #[arg(long = "web.listen-address", value_name = "ADDR")]
+    web_listen_address: Option<String>,
+    /// Validate the config, print a summary and exit (0 if valid, 2 if not).
+    #[arg(long)]
+    check_config: bool,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long = "log.level", value_name = "LEVEL", default_value = "info")]
+    log_level: tracing::Level,
+    /// Log format.
+    #[arg(long = "log.format", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_level, cli.log_format);
+    let settings = match load_settings(&cli) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if cli.check_config {
+        print_summary(&cli, &settings);
+        return ExitCode::SUCCESS;
+    }
+    match run(settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_settings(cli: &Cli) -> Result<config::Settings, config::ConfigError> {
+    let mut settings = config::load(cli.config.as_deref())?;
+    if let Some(address) = &cli.web_listen_address {
+        settings.listen_address = address.parse().map_err(|_| config::ConfigError::Invalid {
+            source_name: "command line".into(),
+            key: "--web.listen-address".into(),
+            expected: "an IP address and port like 0.0.0.0:9645".into(),
+        })?;
+    }
+    Ok(settings)
+}
+
+fn print_summary(cli: &Cli, settings: &config::Settings) {
+    let source = cli
+        .config
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "built-in defaults".into());
+    println!("config OK: {source}");
+    println!(
+        "  poll every {} (timeout {}), serving on {}",
+        humantime::format_duration(settings.poll_interval),
+        humantime::format_duration(settings.poll_timeout),
+        settings.listen_address
+    );
+    println!("  {} target(s):", settings.targets.len());
+    for target in &settings.targets {
+        let auth = match (&target.username, &target.password) {
+            (_, None) => "no password",
+            (_, Some(config::PasswordSource::File(_))) => "password from file",
+            (_, Some(config::PasswordSource::Inline(_))) => "inline password",
+        };
+        println!("    - {} ({auth})", target.name);
+    }
+}
+
+fn init_logging(level: tracing::Level, format: LogFormat) {
+    // The Redis client logs at debug and trace about connection internals; cap it so a
+    // verbose exporter log stays about targets, and nothing it might echo ends up there.
+    let filter = tracing_subscriber::EnvFilter::new(format!(
+        "{level},fred=warn,hyper=warn,rustls=warn"
+    ));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn run(settings: config::Settings) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(settings.listen_address)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen_address))?;
+    let store = Arc::new(Store::new());
+    let (stop_polling, stop_rx) = watch::channel(false);
+    let pollers = poller::spawn_all(&settings, &store, &stop_rx);
+    tracing::info!(
+        address = %listener.local_addr()?,
+        targets = settings.targets.len(),
+        "serving /metrics"
+    );
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        signal::terminate().await;
+        tracing::info!("shutting down");
+        let _ = stopped_tx.send(());
+    };
+    http::serve(listener, store, shutdown)
+        .await
+        .context("HTTP server failed")?;
+    let _ = stopped_rx.await;
+    let _ = stop_polling.send(true);
+    for poller in pollers {
+        let _ = poller.await;
+    }
+    Ok(())
+}

@@ -1,0 +1,410 @@
+//! Maps state to series. Nothing here does I/O or keeps state of its own.
+//!
+//! Each INFO-backed series is one row of [`SNAPSHOT_SERIES`]: its name, type, unit, help and
+//! how to read it from a snapshot. Changing a metric means changing its row. A target whose
+//! last poll failed shows `redis_up 0` and its self-metrics only: its last known persistence
+//! values are not presented as current.
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::card::CardState;
+use crate::info::{Info, OpStatus};
+use crate::state::{Snapshot, Store, TargetState};
+
+/// The Content-Type of `/metrics`.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Prefix of the exporter's own metrics.
+const SELF_PREFIX: &str = "redis_persistence_exporter";
+
+/// How a series reads its value from a snapshot and its target.
+type Read = fn(&Snapshot, &TargetState) -> Option<f64>;
+
+/// One INFO-backed series.
+struct SeriesSpec {
+    /// Name without unit or `_total` suffix; the encoder adds those.
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    unit: Option<Unit>,
+    read: Read,
+}
+
+fn flag(value: Option<bool>) -> Option<f64> {
+    value.map(|v| if v { 1.0 } else { 0.0 })
+}
+
+fn status(value: Option<OpStatus>) -> Option<f64> {
+    value.map(|s| if s == OpStatus::Ok { 1.0 } else { 0.0 })
+}
+
+fn num(value: Option<u64>) -> Option<f64> {
+    value.map(|v| v as f64)
+}
+
+fn info(snapshot: &Snapshot) -> &Info {
+    &snapshot.info
+}
+
+macro_rules! series {
+    ($name:literal, $kind:ident, $unit:expr, $help:literal, $read:expr) => {
+        SeriesSpec {
+            name: $name,
+            help: $help,
+            kind: MetricType::$kind,
+            unit: $unit,
+            read: $read,
+        }
+    };
+}
+
+/// Every series read straight from a snapshot, in render order.
+fn snapshot_series() -> Vec<SeriesSpec> {
+    vec![
+        series!("redis_aof_enabled", Gauge, None,
+            "1 if AOF persistence is on (aof_enabled).",
+            |s, _| flag(info(s).aof_enabled)),
+        series!("redis_aof_rewrite_in_progress", Gauge, None,
+            "1 while a background AOF rewrite runs (aof_rewrite_in_progress).",
+            |s, _| flag(info(s).aof_rewrite_in_progress)),
+        series!("redis_aof_rewrite_scheduled", Gauge, None,
+            "1 when a rewrite waits for a running RDB save to end (aof_rewrite_scheduled).",
+            |s, _| flag(info(s).aof_rewrite_scheduled)),
+        series!("redis_aof_last_bgrewrite_status", Gauge, None,
+            "Raw aof_last_bgrewrite_status: 1 ok, 0 err. Stale while AOF is off; alert on redis_aof_rewrite_state instead.",
+            |s, _| status(info(s).aof_last_bgrewrite_status)),
+        series!("redis_aof_last_write_status", Gauge, None,
+            "aof_last_write_status: 1 ok, 0 err. Err means recent writes may not be on disk.",
+            |s, _| status(info(s).aof_last_write_status)),
+        series!("redis_aof_current_size", Gauge, Some(Unit::Bytes),
+            "Current AOF size (aof_current_size); absent while AOF is off.",
+            |s, _| num(info(s).aof_current_size_bytes)),
+        series!("redis_aof_base_size", Gauge, Some(Unit::Bytes),
+            "AOF size after the last successful rewrite (aof_base_size); absent while AOF is off.",
+            |s, _| num(info(s).aof_base_size_bytes)),
+        series!("redis_aof_last_cow_size", Gauge, Some(Unit::Bytes),
+            "Copy-on-write memory used by the last AOF rewrite (aof_last_cow_size).",
+            |s, _| num(info(s).aof_last_cow_size_bytes)),
+        series!("redis_aof_rewrites", Counter, None,
+            "AOF rewrites started since the server started (aof_rewrites, Redis 7.0+).",
+            |s, _| num(info(s).aof_rewrites)),
+        series!("redis_aof_rewrites_consecutive_failures", Gauge, None,
+            "Failed AOF rewrites in a row as Redis counts them (aof_rewrites_consecutive_failures, Redis 7.0+).",
+            |s, _| num(info(s).aof_rewrites_consecutive_failures)),
+        series!("redis_aof_last_rewrite_duration", Gauge, Some(Unit::Seconds),
+            "Duration of the last AOF rewrite (aof_last_rewrite_time_sec); absent if none ran.",
+            |s, _| num(info(s).aof_last_rewrite_duration_seconds)),
+        series!("redis_rdb_last_bgsave_status", Gauge, None,
+            "rdb_last_bgsave_status: 1 ok, 0 err.",
+            |s, _| status(info(s).rdb_last_bgsave_status)),
+        series!("redis_rdb_last_save_timestamp", Gauge, Some(Unit::Seconds),
+            "Unix time of the last successful RDB save (rdb_last_save_time).",
+            |s, _| num(info(s).rdb_last_save_timestamp_seconds)),
+        series!("redis_rdb_changes_since_last_save", Gauge, None,
+            "Writes not yet in an RDB snapshot (rdb_changes_since_last_save).",
+            |s, _| num(info(s).rdb_changes_since_last_save)),
+        series!("redis_rdb_bgsave_in_progress", Gauge, None,
+            "1 while a background RDB save runs (rdb_bgsave_in_progress).",
+            |s, _| flag(info(s).rdb_bgsave_in_progress)),
+        series!("redis_rdb_last_bgsave_duration", Gauge, Some(Unit::Seconds),
+            "Duration of the last RDB save (rdb_last_bgsave_time_sec); absent if none ran.",
+            |s, _| num(info(s).rdb_last_bgsave_duration_seconds)),
+        series!("redis_rdb_last_cow_size", Gauge, Some(Unit::Bytes),
+            "Copy-on-write memory used by the last RDB save (rdb_last_cow_size).",
+            |s, _| num(info(s).rdb_last_cow_size_bytes)),
+        series!("redis_rdb_saves", Counter, None,
+            "RDB saves since the server started (rdb_saves, Redis 7.0+).",
+            |s, _| num(info(s).rdb_saves)),
+        series!("redis_rdb_max_age", Gauge, Some(Unit::Seconds),
+            "Configured age after which the last RDB save counts as stale (rdb_max_age).",
+            |_, t| Some(t.target.rdb_max_age.as_secs_f64())),
+        series!("redis_loading_dump_file", Gauge, None,
+            "1 while the server loads its AOF or RDB at startup (loading).",
+            |s, _| flag(info(s).loading)),
+        series!("redis_uptime_in_seconds", Gauge, None,
+            "Seconds since the server started (uptime_in_seconds).",
+            |s, _| num(info(s).uptime_seconds)),
+        series!("redis_memory_used", Gauge, Some(Unit::Bytes),
+            "Memory used by Redis (used_memory).",
+            |s, _| num(info(s).used_memory_bytes)),
+        series!("redis_memory_max", Gauge, Some(Unit::Bytes),
+            "maxmemory; 0 means no limit.",
+            |s, _| num(info(s).maxmemory_bytes)),
+        series!("redis_memory_used_maxmemory_ratio", Gauge, None,
+            "used_memory / maxmemory; absent when maxmemory is not set. High values starve the fork a rewrite needs.",
+            |s, _| match (info(s).used_memory_bytes, info(s).maxmemory_bytes) {
+                (Some(used), Some(max)) if max > 0 => Some(used as f64 / max as f64),
+                _ => None,
+            }),
+        series!("redis_mem_fragmentation_ratio", Gauge, None,
+            "mem_fragmentation_ratio; copy-on-write during a rewrite can raise it.",
+            |s, _| info(s).mem_fragmentation_ratio),
+        series!("redis_forks", Counter, None,
+            "Forks since the server started (total_forks).",
+            |s, _| num(info(s).total_forks)),
+        series!("redis_latest_fork", Gauge, Some(Unit::Seconds),
+            "Duration of the latest fork (latest_fork_usec).",
+            |s, _| info(s).latest_fork_usec.map(|us| us as f64 / 1e6)),
+        series!("redis_connected_slaves", Gauge, None,
+            "Connected replicas (connected_slaves).",
+            |s, _| num(info(s).connected_replicas)),
+    ]
+}
+
+/// Renders the whole exposition, ending in `# EOF`.
+pub fn render(store: &Arc<Store>) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(StoreCollector {
+        store: store.clone(),
+    }));
+    let mut out = String::with_capacity(4096 + store.len() * 6144);
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    out
+}
+
+/// Adapts the store to prometheus-client's scrape-time collection.
+#[derive(Debug)]
+struct StoreCollector {
+    store: Arc<Store>,
+}
+
+impl Collector for StoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.store
+            .with_all(|targets| encode_targets(&mut encoder, targets))
+    }
+}
+
+fn with_label(labels: &[(String, String)], key: &str, value: &str) -> Vec<(String, String)> {
+    let mut out = labels.to_vec();
+    out.push((key.to_owned(), value.to_owned()));
+    out
+}
+
+fn encode_targets(
+    encoder: &mut DescriptorEncoder,
+    targets: &[std::sync::MutexGuard<'_, TargetState>],
+) -> Result<(), std::fmt::Error> {
+    // redis_up: always present for every configured target, so silence never means healthy.
+    {
+        let mut family = encoder.encode_descriptor(
+            "redis_up",
+            "1 if the last poll of this target succeeded, else 0.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for t in targets {
+            ConstGauge::new(i64::from(t.up)).encode(family.encode_family(&t.labels)?)?;
+        }
+    }
+
+    // The card, one-hot over its three states.
+    {
+        let mut family = encoder.encode_descriptor(
+            "redis_aof_rewrite_state",
+            "The Last AOF Rewrite Status card: exactly one of ok, err, not_applicable is 1. Keys off aof_enabled, so a stale err after AOF is turned off reads not_applicable.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for t in targets {
+            let Some(snapshot) = t.current() else { continue };
+            for state in CardState::ALL {
+                let labels = with_label(&t.labels, "state", state.label());
+                ConstGauge::new(i64::from(snapshot.card == state))
+                    .encode(family.encode_family(&labels)?)?;
+            }
+        }
+    }
+
+    for spec in snapshot_series() {
+        let values: Vec<_> = targets
+            .iter()
+            .filter_map(|t| {
+                let snapshot = t.current()?;
+                (spec.read)(snapshot, t).map(|v| (&t.labels, v))
+            })
+            .collect();
+        if values.is_empty() {
+            continue;
+        }
+        let mut family =
+            encoder.encode_descriptor(spec.name, spec.help, spec.unit.as_ref(), spec.kind)?;
+        for (labels, value) in values {
+            let sample = family.encode_family(labels)?;
+            match spec.kind {
+                MetricType::Counter => ConstCounter::new(value).encode(sample)?,
+                _ => ConstGauge::new(value).encode(sample)?,
+            }
+        }
+    }
+
+    encode_instance_info(encoder, targets)?;
+    encode_replicas(encoder, targets)?;
+    encode_self_metrics(encoder, targets)
+}
+
+fn encode_instance_info(
+    encoder: &mut DescriptorEncoder,
+    targets: &[std::sync::MutexGuard<'_, TargetState>],
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(
+        "redis_instance",
+        "Role and version of the server; always 1.",
+        None,
+        MetricType::Info,
+    )?;
+    for t in targets {
+        let Some(snapshot) = t.current() else { continue };
+        let mut labels = t.labels.clone();
+        labels.push((
+            "role".into(),
+            snapshot.info.role.clone().unwrap_or_default(),
+        ));
+        labels.push((
+            "redis_version".into(),
+            snapshot.info.redis_version.clone().unwrap_or_default(),
+        ));
+        family.encode_info(&labels)?;
+    }
+    Ok(())
+}
+
+fn encode_replicas(
+    encoder: &mut DescriptorEncoder,
+    targets: &[std::sync::MutexGuard<'_, TargetState>],
+) -> Result<(), std::fmt::Error> {
+    {
+        let mut family = encoder.encode_descriptor(
+            "redis_connected_replica_online",
+            "1 if this replica's link is online (state=online in INFO replication).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for t in targets {
+            let Some(snapshot) = t.current() else { continue };
+            for replica in &snapshot.info.replicas {
+                let labels = with_label(&t.labels, "replica", &replica.address);
+                ConstGauge::new(i64::from(replica.state == "online"))
+                    .encode(family.encode_family(&labels)?)?;
+            }
+        }
+    }
+    let mut family = encoder.encode_descriptor(
+        "redis_connected_replica_lag",
+        "Seconds since this replica last acknowledged (lag in INFO replication).",
+        Some(&Unit::Seconds),
+        MetricType::Gauge,
+    )?;
+    for t in targets {
+        let Some(snapshot) = t.current() else { continue };
+        for replica in &snapshot.info.replicas {
+            let Some(lag) = replica.lag_seconds else { continue };
+            let labels = with_label(&t.labels, "replica", &replica.address);
+            ConstGauge::new(lag as i64).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn encode_self_metrics(
+    encoder: &mut DescriptorEncoder,
+    targets: &[std::sync::MutexGuard<'_, TargetState>],
+) -> Result<(), std::fmt::Error> {
+    let name = |suffix: &str| format!("{SELF_PREFIX}_{suffix}");
+    {
+        let n = name("polls");
+        let mut family = encoder.encode_descriptor(
+            &n,
+            "Polls attempted per target, successful or not.",
+            None,
+            MetricType::Counter,
+        )?;
+        for t in targets {
+            ConstCounter::new(t.polls_total).encode(family.encode_family(&t.labels)?)?;
+        }
+    }
+    {
+        let n = name("poll_failures");
+        let mut family = encoder.encode_descriptor(
+            &n,
+            "Failed polls per target by reason (timeout, refused, auth, permission, tls, protocol, server_error, io, parse, password_file).",
+            None,
+            MetricType::Counter,
+        )?;
+        for t in targets {
+            for (reason, count) in &t.failures_total {
+                let labels = with_label(&t.labels, "reason", reason);
+                ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
+            }
+        }
+    }
+    {
+        let n = name("last_poll_failed");
+        let mut family = encoder.encode_descriptor(
+            &n,
+            "1 with the reason of the last poll when it failed; absent while the target is up.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for t in targets {
+            let Some(reason) = t.last_failure_reason else { continue };
+            let labels = with_label(&t.labels, "reason", reason);
+            ConstGauge::new(1).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    {
+        let n = name("last_successful_poll_timestamp");
+        let mut family = encoder.encode_descriptor(
+            &n,
+            "Unix time of the last successful poll of this target.",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+        )?;
+        for t in targets {
+            let Some(at) = t.last_success_unix else { continue };
+            ConstGauge::new(at).encode(family.encode_family(&t.labels)?)?;
+        }
+    }
+    {
+        let n = name("poll_duration");
+        let mut family = encoder.encode_descriptor(
+            &n,
+            "Time one poll took, connecting included.",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        for t in targets {
+            let (buckets, sum, count) = t.poll_duration.buckets();
+            family.encode_family(&t.labels)?.encode_histogram::<Vec<(String, String)>>(
+                sum, count, &buckets, None,
+            )?;
+        }
+    }
+    {
+        let n = name("targets");
+        let family = encoder.encode_descriptor(
+            &n,
+            "Number of configured targets.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(targets.len() as i64).encode(family)?;
+    }
+    let n = name("build");
+    let mut family = encoder.encode_descriptor(
+        &n,
+        "Build of the exporter; always 1.",
+        None,
+        MetricType::Info,
+    )?;
+    family.encode_info(&[("version", env!("CARGO_PKG_VERSION"))])?;
+    Ok(())
+}

@@ -1,0 +1,241 @@
+//! What the exporter knows: per target, the latest successful snapshot, the outcome of the last
+//! poll, and the poll bookkeeping that self-metrics need.
+//!
+//! Pollers write (each to its own target's cell); `/metrics` reads. Neither does I/O while
+//! holding a lock.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::card::CardState;
+use crate::config::Target;
+use crate::info::Info;
+
+/// Upper bounds of the poll duration histogram, in seconds. A healthy loopback poll takes well
+/// under a millisecond; the top buckets catch timeouts (default 2 s).
+pub const POLL_DURATION_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// A successful poll's reading.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The parsed INFO reply.
+    pub info: Info,
+    /// The card, derived once here so every reader agrees.
+    pub card: CardState,
+    /// When the poll completed, Unix seconds.
+    pub taken_at_unix: f64,
+}
+
+impl Snapshot {
+    /// Builds a snapshot from a parsed reply.
+    pub fn new(info: Info, taken_at: SystemTime) -> Self {
+        Snapshot {
+            card: CardState::from_info(&info),
+            info,
+            taken_at_unix: unix_seconds(taken_at),
+        }
+    }
+}
+
+/// Fixed-bucket histogram of poll durations.
+#[derive(Debug, Clone, Default)]
+pub struct DurationHistogram {
+    /// Per-bucket (non-cumulative) counts; the last slot is +Inf.
+    counts: [u64; POLL_DURATION_BUCKETS.len() + 1],
+    sum_seconds: f64,
+}
+
+impl DurationHistogram {
+    /// Records one observation.
+    pub fn observe(&mut self, duration: Duration) {
+        let seconds = duration.as_secs_f64();
+        let slot = POLL_DURATION_BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(POLL_DURATION_BUCKETS.len());
+        self.counts[slot] += 1;
+        self.sum_seconds += seconds;
+    }
+
+    /// `(upper bound, count in that bucket alone)` pairs including +Inf, the sum, and the
+    /// total count. The encoder makes the buckets cumulative.
+    pub fn buckets(&self) -> (Vec<(f64, u64)>, f64, u64) {
+        let buckets: Vec<(f64, u64)> = self
+            .counts
+            .iter()
+            .enumerate()
+            .map(|(i, count)| {
+                let bound = POLL_DURATION_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY);
+                (bound, *count)
+            })
+            .collect();
+        (buckets, self.sum_seconds, self.counts.iter().sum())
+    }
+}
+
+/// Everything known about one target.
+#[derive(Debug)]
+pub struct TargetState {
+    /// The validated target, for its name, labels and thresholds.
+    pub target: Arc<Target>,
+    /// `target` plus the user's labels, in render order.
+    pub labels: Vec<(String, String)>,
+    /// The last successful snapshot. Kept while the target is down so that derived history
+    /// survives a brief disconnect, but never rendered as current while `up` is false.
+    pub latest: Option<Snapshot>,
+    /// Whether the last poll succeeded.
+    pub up: bool,
+    /// Why the last poll failed, as the bounded `reason` label.
+    pub last_failure_reason: Option<&'static str>,
+    /// Unix seconds of the last successful poll.
+    pub last_success_unix: Option<f64>,
+    /// Poll attempts, successful or not.
+    pub polls_total: u64,
+    /// Failed polls by reason.
+    pub failures_total: BTreeMap<&'static str, u64>,
+    /// Poll durations.
+    pub poll_duration: DurationHistogram,
+}
+
+impl TargetState {
+    /// A target that has not been polled yet: down, with no snapshot.
+    pub fn new(target: Arc<Target>) -> Self {
+        let mut labels = Vec::with_capacity(target.labels.len() + 1);
+        labels.push(("target".to_owned(), target.name.clone()));
+        labels.extend(target.labels.iter().cloned());
+        TargetState {
+            target,
+            labels,
+            latest: None,
+            up: false,
+            last_failure_reason: None,
+            last_success_unix: None,
+            polls_total: 0,
+            failures_total: BTreeMap::new(),
+            poll_duration: DurationHistogram::default(),
+        }
+    }
+
+    /// Records a successful poll.
+    pub fn record_success(&mut self, snapshot: Snapshot, took: Duration) {
+        self.polls_total += 1;
+        self.poll_duration.observe(took);
+        self.last_success_unix = Some(snapshot.taken_at_unix);
+        self.latest = Some(snapshot);
+        self.up = true;
+        self.last_failure_reason = None;
+    }
+
+    /// Records a failed poll with its bounded reason.
+    pub fn record_failure(&mut self, reason: &'static str, took: Duration) {
+        self.polls_total += 1;
+        self.poll_duration.observe(took);
+        *self.failures_total.entry(reason).or_insert(0) += 1;
+        self.up = false;
+        self.last_failure_reason = Some(reason);
+    }
+
+    /// The snapshot to present as current: only when the last poll succeeded.
+    pub fn current(&self) -> Option<&Snapshot> {
+        self.latest.as_ref().filter(|_| self.up)
+    }
+}
+
+/// A shared handle to one target's state.
+pub type TargetCell = Arc<Mutex<TargetState>>;
+
+/// All targets' state, keyed by target name.
+#[derive(Debug, Default)]
+pub struct Store {
+    targets: RwLock<BTreeMap<String, TargetCell>>,
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Self {
+        Store::default()
+    }
+
+    /// Adds (or replaces) a target and returns its cell for the poller.
+    pub fn insert(&self, target: Arc<Target>) -> TargetCell {
+        let cell = Arc::new(Mutex::new(TargetState::new(target.clone())));
+        write(&self.targets).insert(target.name.clone(), cell.clone());
+        cell
+    }
+
+    /// Removes a target; its series disappear from the next scrape.
+    pub fn remove(&self, name: &str) {
+        write(&self.targets).remove(name);
+    }
+
+    /// The cell of a target, if known.
+    pub fn get(&self, name: &str) -> Option<TargetCell> {
+        read(&self.targets).get(name).cloned()
+    }
+
+    /// Number of targets.
+    pub fn len(&self) -> usize {
+        read(&self.targets).len()
+    }
+
+    /// Whether there are no targets.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every target's cell, in name order.
+    pub fn cells(&self) -> Vec<TargetCell> {
+        read(&self.targets).values().cloned().collect()
+    }
+
+    /// Runs `f` with every target's state locked at once, so a render sees one consistent
+    /// moment. Pollers wait at most for the render to finish.
+    pub fn with_all<R>(&self, f: impl FnOnce(&[MutexGuard<'_, TargetState>]) -> R) -> R {
+        let cells = self.cells();
+        let guards: Vec<_> = cells.iter().map(|cell| lock(cell)).collect();
+        f(&guards)
+    }
+}
+
+/// Locks a target cell. A poisoned lock (a panic elsewhere while holding it) still holds
+/// consistent data here, since every writer updates plain fields, so it is recovered.
+pub fn lock(cell: &Mutex<TargetState>) -> MutexGuard<'_, TargetState> {
+    cell.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_seconds(time: SystemTime) -> f64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_include_inf() {
+        let mut h = DurationHistogram::default();
+        h.observe(Duration::from_micros(100));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(10));
+        let (buckets, sum, count) = h.buckets();
+        assert_eq!(count, 3);
+        assert_eq!(buckets.first(), Some(&(0.0005, 1)));
+        assert_eq!(buckets.last(), Some(&(f64::INFINITY, 1)));
+        assert_eq!(buckets.iter().map(|(_, c)| c).sum::<u64>(), 3);
+        assert!(sum > 10.0);
+    }
+}
