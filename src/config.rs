@@ -45,6 +45,15 @@ pub struct FileConfig {
     /// here without editing the rule. Each target may override it. Default 24h.
     #[serde(default = "default_rdb_max_age", with = "humantime_serde")]
     pub rdb_max_age: Duration,
+    /// How often the few settings that change what INFO means (`appendonly`, `appendfsync`,
+    /// `auto-aof-rewrite-percentage`, `auto-aof-rewrite-min-size`, `dir`) are re-read with
+    /// `CONFIG GET`. Rarely, because they rarely change. Default 5m.
+    #[serde(default = "default_config_refresh_interval", with = "humantime_serde")]
+    pub config_refresh_interval: Duration,
+    /// The name of the `CONFIG` command, for servers that rename it. An empty string turns
+    /// `CONFIG GET` off. Each target may override it. Default "CONFIG".
+    #[serde(default = "default_config_command")]
+    pub config_command: String,
     /// The Redis servers to poll. With no config file at all, one target,
     /// `redis://127.0.0.1:6379`, is polled.
     #[serde(default)]
@@ -77,6 +86,16 @@ pub struct TargetConfig {
     /// Overrides the top-level `rdb_max_age` for this target.
     #[serde(default, with = "humantime_serde")]
     pub rdb_max_age: Option<Duration>,
+    /// Overrides the top-level `config_command` for this target ("" turns it off).
+    pub config_command: Option<String>,
+    /// The Redis log file, when the exporter runs on the Redis host (a sidecar or the same
+    /// machine). With it, a failure gets a probable cause (`disk_full`, `fork_failed`,
+    /// `io_error`, `child_killed`, `unknown`) from the line Redis wrote. Relative paths are
+    /// relative to the config file's folder.
+    pub log_file: Option<PathBuf>,
+    /// The Redis data directory (its `dir`), when the exporter runs on the Redis host. With
+    /// it, free bytes and inodes of that filesystem are exported.
+    pub data_dir: Option<PathBuf>,
 }
 
 // Hand-written so a password can never reach a log line through `{:?}`.
@@ -100,6 +119,12 @@ fn default_poll_timeout() -> Duration {
 }
 fn default_listen_address() -> String {
     DEFAULT_LISTEN_ADDRESS.to_owned()
+}
+fn default_config_refresh_interval() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_config_command() -> String {
+    "CONFIG".to_owned()
 }
 fn default_rdb_max_age() -> Duration {
     Duration::from_secs(24 * 3600)
@@ -192,6 +217,12 @@ pub struct Target {
     pub password: Option<PasswordSource>,
     /// Threshold for a stale RDB save.
     pub rdb_max_age: Duration,
+    /// The `CONFIG` command's name, or `None` when `CONFIG GET` is off.
+    pub config_command: Option<String>,
+    /// The Redis log, when readable on this host.
+    pub log_file: Option<PathBuf>,
+    /// The Redis data directory, when on this host.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Target {
@@ -214,6 +245,8 @@ pub struct Settings {
     pub poll_timeout: Duration,
     /// See [`FileConfig::listen_address`].
     pub listen_address: SocketAddr,
+    /// See [`FileConfig::config_refresh_interval`].
+    pub config_refresh_interval: Duration,
     /// The targets, in file order, with unique names.
     pub targets: Vec<Target>,
 }
@@ -281,6 +314,9 @@ pub fn load_with_env(
             password: None,
             password_file: None,
             rdb_max_age: None,
+            config_command: None,
+            log_file: None,
+            data_dir: None,
         });
     }
     let base_dir = path.and_then(Path::parent);
@@ -407,6 +443,19 @@ impl FileConfig {
                     ))
                 }
             };
+            let config_command = target
+                .config_command
+                .unwrap_or_else(|| self.config_command.clone());
+            if config_command.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(invalid(
+                    &key("config_command"),
+                    "a single command name without spaces, or \"\" to turn CONFIG GET off".into(),
+                ));
+            }
+            let relative = |path: PathBuf| match base_dir {
+                Some(base) if path.is_relative() => base.join(path),
+                _ => path,
+            };
             targets.push(Target {
                 name,
                 labels,
@@ -414,12 +463,25 @@ impl FileConfig {
                 username,
                 password,
                 rdb_max_age: target.rdb_max_age.unwrap_or(self.rdb_max_age),
+                config_command: Some(config_command).filter(|c| !c.is_empty()),
+                log_file: target.log_file.map(relative),
+                data_dir: target.data_dir.map(relative),
             });
+        }
+        if self.config_refresh_interval < self.poll_interval {
+            return Err(invalid(
+                "config_refresh_interval",
+                format!(
+                    "a duration of at least poll_interval ({}); CONFIG GET is not meant for every poll",
+                    humantime::format_duration(self.poll_interval)
+                ),
+            ));
         }
         Ok(Settings {
             poll_interval: self.poll_interval,
             poll_timeout: self.poll_timeout,
             listen_address,
+            config_refresh_interval: self.config_refresh_interval,
             targets,
         })
     }

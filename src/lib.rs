@@ -7,6 +7,9 @@
 //! - [`config`]: the TOML file and environment, validated into [`config::Settings`].
 //! - [`info`]: the pure `INFO` parser, text in, typed data out.
 //! - [`card`]: the "Last AOF Rewrite Status" card (ok / err / not applicable).
+//! - [`history`]: signals derived across polls (stuck, transient, since when).
+//! - [`server_config`]: the few settings read with `CONFIG GET`, occasionally.
+//! - [`cause`]: probable cause from the Redis log and free space, on the Redis host only.
 //! - [`redis_client`]: the only module that knows the Redis client library.
 //! - [`poller`]: one task per target; owns its connection, schedule and deadline.
 //! - [`state`]: the latest snapshot per target and poll bookkeeping.
@@ -17,11 +20,14 @@
 #![warn(missing_docs)]
 
 pub mod card;
+pub mod cause;
+pub mod history;
 pub mod config;
 pub mod http;
 pub mod info;
 pub mod metrics;
 pub mod poller;
 pub mod redis_client;
+pub mod server_config;
 pub mod signal;
 pub mod state;

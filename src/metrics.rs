@@ -16,7 +16,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::card::CardState;
 use crate::info::{Info, OpStatus};
-use crate::state::{Snapshot, Store, TargetState};
+use crate::state::{ConfigStatus, Snapshot, Store, TargetState};
 
 /// The Content-Type of `/metrics`.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -125,6 +125,74 @@ fn snapshot_series() -> Vec<SeriesSpec> {
         series!("redis_rdb_max_age", Gauge, Some(Unit::Seconds),
             "Configured age after which the last RDB save counts as stale (rdb_max_age).",
             |_, t| Some(t.target.rdb_max_age.as_secs_f64())),
+        series!("redis_aof_rewrite_state_since_timestamp", Gauge, Some(Unit::Seconds),
+            "Unix time the card last changed state, or when this exporter first saw it.",
+            |_, t| t.card_since_unix),
+        series!("redis_aof_rewrite_stuck", Gauge, None,
+            "1 when the card is err and the failure has survived more than one rewrite attempt; 0 when ok, n/a, or err seen on one attempt only.",
+            |s, t| flag(Some(s.card == CardState::Err && t.diagnosis.aof.stuck()))),
+        series!("redis_aof_rewrite_failed_attempts", Counter, None,
+            "Failed AOF rewrite attempts observed by the exporter, including those Redis's own counters miss (failed fork, file open on a full disk).",
+            |_, t| Some(t.diagnosis.aof.failed_attempts_total as f64)),
+        series!("redis_aof_rewrite_transient_recoveries", Counter, None,
+            "Times an AOF rewrite err cleared after a single failed attempt (transient, self-recovered).",
+            |_, t| Some(t.diagnosis.aof.transient_recoveries_total as f64)),
+        series!("redis_aof_rewrite_err_since_timestamp", Gauge, Some(Unit::Seconds),
+            "Unix time the current AOF rewrite err was first seen; absent unless the card is err.",
+            |s, t| t.diagnosis.aof.err_since_unix.filter(|_| s.card == CardState::Err)),
+        series!("redis_aof_growth_ratio", Gauge, None,
+            "aof_current_size / aof_base_size; Redis rewrites automatically at 1 + auto-aof-rewrite-percentage/100.",
+            |s, _| match (info(s).aof_current_size_bytes, info(s).aof_base_size_bytes) {
+                (Some(current), Some(base)) if base > 0 => Some(current as f64 / base as f64),
+                _ => None,
+            }),
+        series!("redis_aof_rewrite_overdue", Gauge, None,
+            "1 when the AOF is past the size at which auto-aof-rewrite-percentage and auto-aof-rewrite-min-size say Redis should have rewritten it and no rewrite is running: it is not being compacted. Needs CONFIG GET.",
+            |s, t| {
+                let i = info(s);
+                if i.aof_enabled != Some(true) {
+                    return None;
+                }
+                let overdue = t.server_config.settings()?.rewrite_overdue(
+                    i.aof_current_size_bytes?,
+                    i.aof_base_size_bytes?,
+                )?;
+                flag(Some(overdue && i.aof_rewrite_in_progress != Some(true)))
+            }),
+        series!("redis_rdb_bgsave_stuck", Gauge, None,
+            "1 when rdb_last_bgsave_status is err and the failure has survived more than one save attempt.",
+            |s, t| flag(Some(info(s).rdb_last_bgsave_status == Some(OpStatus::Err) && t.diagnosis.rdb.stuck()))),
+        series!("redis_rdb_bgsave_failed_attempts", Counter, None,
+            "Failed RDB background save attempts observed by the exporter.",
+            |_, t| Some(t.diagnosis.rdb.failed_attempts_total as f64)),
+        series!("redis_rdb_bgsave_transient_recoveries", Counter, None,
+            "Times an RDB save err cleared after a single failed attempt.",
+            |_, t| Some(t.diagnosis.rdb.transient_recoveries_total as f64)),
+        series!("redis_rdb_bgsave_err_since_timestamp", Gauge, Some(Unit::Seconds),
+            "Unix time the current RDB save err was first seen; absent unless it is err.",
+            |s, t| t.diagnosis.rdb.err_since_unix.filter(|_| info(s).rdb_last_bgsave_status == Some(OpStatus::Err))),
+        series!("redis_config_available", Gauge, None,
+            "1 if CONFIG GET works on this target, 0 if it is renamed, disabled or denied; absent until tried or when turned off.",
+            |_, t| match t.server_config {
+                ConfigStatus::Available(_) => Some(1.0),
+                ConfigStatus::Unavailable => Some(0.0),
+                ConfigStatus::Unknown => None,
+            }),
+        series!("redis_config_appendonly", Gauge, None,
+            "The appendonly setting (CONFIG GET): 1 yes, 0 no.",
+            |_, t| flag(t.server_config.settings()?.appendonly)),
+        series!("redis_config_aof_rewrite_percentage", Gauge, None,
+            "auto-aof-rewrite-percentage (CONFIG GET); 0 disables automatic rewrites.",
+            |_, t| num(t.server_config.settings()?.aof_rewrite_percentage)),
+        series!("redis_config_aof_rewrite_min_size", Gauge, Some(Unit::Bytes),
+            "auto-aof-rewrite-min-size (CONFIG GET).",
+            |_, t| num(t.server_config.settings()?.aof_rewrite_min_size_bytes)),
+        series!("redis_persistence_dir_free", Gauge, Some(Unit::Bytes),
+            "Free bytes on the filesystem of the Redis data directory (data_dir; host access only).",
+            |_, t| num(t.free_space.map(|f| f.bytes))),
+        series!("redis_persistence_dir_free_inodes", Gauge, None,
+            "Free inodes on the filesystem of the Redis data directory (data_dir; host access only).",
+            |_, t| num(t.free_space.map(|f| f.inodes))),
         series!("redis_loading_dump_file", Gauge, None,
             "1 while the server loads its AOF or RDB at startup (loading).",
             |s, _| flag(info(s).loading)),
@@ -246,9 +314,58 @@ fn encode_targets(
         }
     }
 
+    encode_labelled(encoder, targets)?;
     encode_instance_info(encoder, targets)?;
     encode_replicas(encoder, targets)?;
     encode_self_metrics(encoder, targets)
+}
+
+/// Series whose extra label carries the value: the fsync policy and the probable causes.
+fn encode_labelled(
+    encoder: &mut DescriptorEncoder,
+    targets: &[std::sync::MutexGuard<'_, TargetState>],
+) -> Result<(), std::fmt::Error> {
+    {
+        let mut family = encoder.encode_descriptor(
+            "redis_config_appendfsync",
+            "The appendfsync policy (CONFIG GET); always 1, the policy is the label.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for t in targets {
+            if t.current().is_none() {
+                continue;
+            }
+            let Some(policy) = t.server_config.settings().and_then(|c| c.appendfsync) else {
+                continue;
+            };
+            let labels = with_label(&t.labels, "policy", policy);
+            ConstGauge::new(1).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    let mut family = encoder.encode_descriptor(
+        "redis_persistence_failure_reason",
+        "Probable cause of a current failure, from the Redis log (log_file; host access only): 1 for the reason on the latest matching line.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for t in targets {
+        if t.current().is_none() {
+            continue;
+        }
+        let causes = [
+            ("aof_rewrite", t.causes.aof_rewrite),
+            ("aof_write", t.causes.aof_write),
+            ("rdb_bgsave", t.causes.rdb_bgsave),
+        ];
+        for (mechanism, reason) in causes {
+            let Some(reason) = reason else { continue };
+            let mut labels = with_label(&t.labels, "mechanism", mechanism);
+            labels.push(("reason".to_owned(), reason.label().to_owned()));
+            ConstGauge::new(1).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
 }
 
 fn encode_instance_info(

@@ -7,10 +7,12 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::cause::{self, FailureKind};
 use crate::config::{Settings, Target};
-use crate::info;
+use crate::info::{self, OpStatus};
 use crate::redis_client::{ClientError, Connection};
-use crate::state::{lock, Snapshot, Store, TargetCell};
+use crate::server_config::{self, ServerConfig};
+use crate::state::{lock, Causes, ConfigStatus, Snapshot, Store, TargetCell};
 
 /// Why one poll failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +46,8 @@ pub struct Schedule {
     pub interval: Duration,
     /// Bound on one poll, connecting included.
     pub timeout: Duration,
+    /// Time between `CONFIG GET`s.
+    pub config_refresh: Duration,
 }
 
 impl From<&Settings> for Schedule {
@@ -51,6 +55,7 @@ impl From<&Settings> for Schedule {
         Schedule {
             interval: settings.poll_interval,
             timeout: settings.poll_timeout,
+            config_refresh: settings.config_refresh_interval,
         }
     }
 }
@@ -89,6 +94,8 @@ pub async fn run(
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut connection: Option<Connection> = None;
     let mut was_up: Option<bool> = None;
+    let mut config_read_at: Option<Instant> = None;
+    let mut cause_key = None;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -98,24 +105,50 @@ pub async fn run(
             break;
         }
         let started = Instant::now();
+        let config_due = target.config_command.is_some()
+            && config_read_at.is_none_or(|at| at.elapsed() >= schedule.config_refresh);
         let outcome = tokio::time::timeout(
             schedule.timeout,
-            poll_once(&target, &mut connection, schedule.timeout),
+            poll_once(&target, &mut connection, schedule.timeout, config_due),
         )
         .await
         .unwrap_or(Err(PollError::Timeout(schedule.timeout)));
         let took = started.elapsed();
         match outcome {
-            Ok(parsed) => {
-                if !parsed.field_errors.is_empty() {
-                    tracing::debug!(target_name = %target.name, errors = ?parsed.field_errors.iter().map(ToString::to_string).collect::<Vec<_>>(), "some INFO fields were unreadable and are left out");
+            Ok(reading) => {
+                if !reading.info.field_errors.is_empty() {
+                    tracing::debug!(target_name = %target.name, errors = ?reading.info.field_errors.iter().map(ToString::to_string).collect::<Vec<_>>(), "some INFO fields were unreadable and are left out");
                 }
-                let snapshot = Snapshot::new(parsed, SystemTime::now());
-                lock(&cell).record_success(snapshot, took);
+                let snapshot = Snapshot::new(reading.info, SystemTime::now());
+                let key = {
+                    let mut state = lock(&cell);
+                    state.record_success(snapshot, took);
+                    if let Some(config) = reading.config {
+                        config_read_at = Some(Instant::now());
+                        if config == ConfigStatus::Unavailable
+                            && state.server_config != ConfigStatus::Unavailable
+                        {
+                            // Once per change, not once per poll: managed services deny
+                            // CONFIG forever and that is fine.
+                            tracing::warn!(target_name = %target.name, "CONFIG GET is renamed, disabled or denied on this target; settings-based signals are unavailable");
+                        }
+                        state.server_config = config;
+                    }
+                    failure_key(&state)
+                };
                 if was_up != Some(true) {
                     tracing::info!(target_name = %target.name, "target is up");
                 }
                 was_up = Some(true);
+                if target.log_file.is_some() && cause_key != Some(key) {
+                    cause_key = Some(key);
+                    let causes = read_causes(&target, key).await;
+                    lock(&cell).causes = causes;
+                }
+                if let Some(dir) = &target.data_dir {
+                    let free = cause::free_space(dir).ok();
+                    lock(&cell).free_space = free;
+                }
             }
             Err(error) => {
                 // A failed or timed-out connection may hold a half-read reply; never reuse it.
@@ -132,12 +165,63 @@ pub async fn run(
     }
 }
 
+/// What changes a probable cause: new failed attempts or a status flip. The log is read only
+/// when this changes, not on every poll.
+type FailureKey = (u64, bool, bool, u64, bool);
+
+fn failure_key(state: &crate::state::TargetState) -> FailureKey {
+    let info = state.latest.as_ref().map(|s| &s.info);
+    let err = |status: Option<OpStatus>| status == Some(OpStatus::Err);
+    (
+        state.diagnosis.aof.failed_attempts_total,
+        info.is_some_and(|i| i.aof_enabled == Some(true) && err(i.aof_last_bgrewrite_status)),
+        info.is_some_and(|i| i.aof_enabled == Some(true) && err(i.aof_last_write_status)),
+        state.diagnosis.rdb.failed_attempts_total,
+        info.is_some_and(|i| err(i.rdb_last_bgsave_status)),
+    )
+}
+
+async fn read_causes(target: &Target, key: FailureKey) -> Causes {
+    let (_, aof_rewrite_err, aof_write_err, _, rdb_err) = key;
+    if !(aof_rewrite_err || aof_write_err || rdb_err) {
+        return Causes::default();
+    }
+    let Some(path) = target.log_file.clone() else {
+        return Causes::default();
+    };
+    let name = target.name.clone();
+    let log = match tokio::task::spawn_blocking(move || cause::read_log_tail(&path)).await {
+        Ok(Ok(log)) => log,
+        Ok(Err(error)) => {
+            tracing::warn!(target_name = %name, error = %error, "cannot read the Redis log for a probable cause");
+            return Causes::default();
+        }
+        Err(_) => return Causes::default(),
+    };
+    let reason = |failing: bool, kind| {
+        failing.then(|| cause::latest_reason(&log, kind).unwrap_or(cause::Reason::Unknown))
+    };
+    Causes {
+        aof_rewrite: reason(aof_rewrite_err, FailureKind::AofRewrite),
+        aof_write: reason(aof_write_err, FailureKind::AofWrite),
+        rdb_bgsave: reason(rdb_err, FailureKind::RdbBgsave),
+    }
+}
+
+/// One successful poll's yield.
+struct Reading {
+    info: info::Info,
+    /// Present when `CONFIG GET` was due.
+    config: Option<ConfigStatus>,
+}
+
 /// One poll: (re)connect if needed, then one INFO round trip.
 async fn poll_once(
     target: &Target,
     connection: &mut Option<Connection>,
     timeout: Duration,
-) -> Result<info::Info, PollError> {
+    config_due: bool,
+) -> Result<Reading, PollError> {
     if connection.is_none() {
         *connection = Some(Connection::open(target, timeout).await?);
     }
@@ -145,7 +229,35 @@ async fn poll_once(
         unreachable!("connection was just opened");
     };
     let text = open.info().await?;
-    Ok(info::parse(&text)?)
+    let info = info::parse(&text)?;
+    let config = match (&target.config_command, config_due) {
+        (Some(command), true) => Some(read_server_config(open, command).await?),
+        _ => None,
+    };
+    Ok(Reading { info, config })
+}
+
+/// `CONFIG GET` of [`server_config::KEYS`]: in one call on Redis 7.0+, one per key on older
+/// servers. A refusal (renamed, disabled, ACL) is an answer, not a failed poll.
+async fn read_server_config(
+    connection: &Connection,
+    command: &str,
+) -> Result<ConfigStatus, ClientError> {
+    let refused = |e: &ClientError| matches!(e, ClientError::Server(_) | ClientError::Permission(_));
+    match connection.config_get(command, server_config::KEYS).await {
+        Ok(pairs) => return Ok(ConfigStatus::Available(ServerConfig::from_pairs(&pairs))),
+        Err(e) if refused(&e) => {}
+        Err(e) => return Err(e),
+    }
+    let mut pairs = Vec::new();
+    for key in server_config::KEYS {
+        match connection.config_get(command, &[key]).await {
+            Ok(mut found) => pairs.append(&mut found),
+            Err(e) if refused(&e) => return Ok(ConfigStatus::Unavailable),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(ConfigStatus::Available(ServerConfig::from_pairs(&pairs)))
 }
 
 /// A stable offset in `[0, interval)` derived from the target name (FNV-1a).

@@ -9,8 +9,11 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::card::CardState;
+use crate::cause::{FreeSpace, Reason};
 use crate::config::Target;
+use crate::history::Diagnosis;
 use crate::info::Info;
+use crate::server_config::ServerConfig;
 
 /// Upper bounds of the poll duration histogram, in seconds. A healthy loopback poll takes well
 /// under a millisecond; the top buckets catch timeouts (default 2 s).
@@ -76,6 +79,39 @@ impl DurationHistogram {
     }
 }
 
+/// What is known of the target's settings from `CONFIG GET`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ConfigStatus {
+    /// Not read yet (or turned off in the exporter's config).
+    #[default]
+    Unknown,
+    /// Read successfully.
+    Available(ServerConfig),
+    /// The server refused: CONFIG is renamed, disabled or denied by ACL.
+    Unavailable,
+}
+
+impl ConfigStatus {
+    /// The settings, when known.
+    pub fn settings(&self) -> Option<&ServerConfig> {
+        match self {
+            ConfigStatus::Available(config) => Some(config),
+            _ => None,
+        }
+    }
+}
+
+/// Probable causes of current failures, from the Redis log (host access only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Causes {
+    /// Why the AOF rewrite failed.
+    pub aof_rewrite: Option<Reason>,
+    /// Why AOF writes fail.
+    pub aof_write: Option<Reason>,
+    /// Why the RDB save failed.
+    pub rdb_bgsave: Option<Reason>,
+}
+
 /// Everything known about one target.
 #[derive(Debug)]
 pub struct TargetState {
@@ -98,6 +134,16 @@ pub struct TargetState {
     pub failures_total: BTreeMap<&'static str, u64>,
     /// Poll durations.
     pub poll_duration: DurationHistogram,
+    /// Signals derived across polls (stuck, transient, since when).
+    pub diagnosis: Diagnosis,
+    /// Unix seconds when the card last changed state (or was first seen by this exporter).
+    pub card_since_unix: Option<f64>,
+    /// The server's settings from `CONFIG GET`.
+    pub server_config: ConfigStatus,
+    /// Probable causes, when the exporter may read the Redis log.
+    pub causes: Causes,
+    /// Free space of the data directory, when the exporter may look.
+    pub free_space: Option<FreeSpace>,
 }
 
 impl TargetState {
@@ -116,6 +162,11 @@ impl TargetState {
             polls_total: 0,
             failures_total: BTreeMap::new(),
             poll_duration: DurationHistogram::default(),
+            diagnosis: Diagnosis::default(),
+            card_since_unix: None,
+            server_config: ConfigStatus::Unknown,
+            causes: Causes::default(),
+            free_space: None,
         }
     }
 
@@ -124,6 +175,10 @@ impl TargetState {
         self.polls_total += 1;
         self.poll_duration.observe(took);
         self.last_success_unix = Some(snapshot.taken_at_unix);
+        self.diagnosis.observe(&snapshot.info, snapshot.taken_at_unix);
+        if self.latest.as_ref().map(|s| s.card) != Some(snapshot.card) {
+            self.card_since_unix = Some(snapshot.taken_at_unix);
+        }
         self.latest = Some(snapshot);
         self.up = true;
         self.last_failure_reason = None;

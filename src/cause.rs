@@ -1,0 +1,222 @@
+//! Probable cause of a persistence failure, for exporters that run on the Redis host.
+//!
+//! With access to the Redis log and data directory (a sidecar, or the same machine, and the
+//! target's `log_file` / `data_dir` keys), the exporter reads the latest failure line Redis
+//! wrote and the free space where the files live. Without that access nothing is guessed.
+//! Classification is a pure function of log text so it can be tested on real lines.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use crate::history::Mechanism;
+
+/// How much of the end of the log is read: enough for hours of a normal Redis log, small
+/// enough to read on every failure without cost.
+pub const LOG_TAIL_BYTES: u64 = 256 * 1024;
+
+/// The four causes the brief names, plus what the log could not tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// ENOSPC or a quota: the disk is full.
+    DiskFull,
+    /// `fork()` was refused (memory or process limits).
+    ForkFailed,
+    /// EIO and other I/O errors on the directory.
+    IoError,
+    /// The child was killed by a signal (often the OOM killer).
+    ChildKilled,
+    /// A failure line exists but matches none of the above.
+    Unknown,
+}
+
+impl Reason {
+    /// The `reason` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::DiskFull => "disk_full",
+            Reason::ForkFailed => "fork_failed",
+            Reason::IoError => "io_error",
+            Reason::ChildKilled => "child_killed",
+            Reason::Unknown => "unknown",
+        }
+    }
+
+    /// What on-call should do about it, in the brief's words.
+    pub fn advice(self) -> &'static str {
+        match self {
+            Reason::DiskFull => "free space on the AOF/RDB volume (df -h on `dir`), then run BGREWRITEAOF",
+            Reason::ForkFailed => "fork() needs memory headroom: check vm.overcommit_memory=1, maxmemory and process limits",
+            Reason::IoError => "the disk under `dir` reports I/O errors: check dmesg and the volume's health",
+            Reason::ChildKilled => "the child was killed (often by the OOM killer): check dmesg and memory headroom",
+            Reason::Unknown => "read the Redis log around the failure time",
+        }
+    }
+}
+
+/// Which failure a log line is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// A background AOF rewrite or a rewrite/fork of it.
+    AofRewrite,
+    /// An append to the AOF (write or fsync).
+    AofWrite,
+    /// A background RDB save.
+    RdbBgsave,
+}
+
+impl FailureKind {
+    /// The `mechanism` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            FailureKind::AofRewrite => "aof_rewrite",
+            FailureKind::AofWrite => "aof_write",
+            FailureKind::RdbBgsave => "rdb_bgsave",
+        }
+    }
+}
+
+impl From<Mechanism> for FailureKind {
+    fn from(mechanism: Mechanism) -> Self {
+        match mechanism {
+            Mechanism::AofRewrite => FailureKind::AofRewrite,
+            Mechanism::RdbBgsave => FailureKind::RdbBgsave,
+        }
+    }
+}
+
+/// Classifies one log line: which failure it reports and why, or `None` if it reports none.
+pub fn classify_line(line: &str) -> Option<(FailureKind, Reason)> {
+    let lower = line.to_ascii_lowercase();
+    let kind = if lower.contains("rewrite") || lower.contains("append only file in background") {
+        FailureKind::AofRewrite
+    } else if lower.contains("writing to the aof")
+        || lower.contains("aof fsync")
+        || lower.contains("aof file")
+        || lower.contains("append only file")
+    {
+        FailureKind::AofWrite
+    } else if lower.contains("background saving")
+        || lower.contains("save in background")
+        || lower.contains("saving db")
+        || lower.contains("rdb")
+    {
+        FailureKind::RdbBgsave
+    } else {
+        return None;
+    };
+    let failure_words = [
+        "error", "can't", "cannot", "failed", "terminated by signal", "killed", "no space",
+    ];
+    if !failure_words.iter().any(|w| lower.contains(w)) || lower.contains("terminated with success") {
+        return None;
+    }
+    let reason = if lower.contains("no space left") || lower.contains("quota exceeded") || lower.contains("enospc") {
+        Reason::DiskFull
+    } else if lower.contains("fork:") || lower.contains("fork()") || lower.contains("can't fork") {
+        Reason::ForkFailed
+    } else if lower.contains("terminated by signal") || lower.contains("killed") {
+        Reason::ChildKilled
+    } else if lower.contains("input/output error") || lower.contains("eio") || lower.contains("i/o error") {
+        Reason::IoError
+    } else {
+        Reason::Unknown
+    };
+    Some((kind, reason))
+}
+
+/// The reason on the most recent line about `kind` in `log`, if any.
+pub fn latest_reason(log: &str, kind: FailureKind) -> Option<Reason> {
+    log.lines()
+        .rev()
+        .filter_map(classify_line)
+        .find(|(k, _)| *k == kind)
+        .map(|(_, reason)| reason)
+}
+
+/// Reads the last [`LOG_TAIL_BYTES`] of a log file.
+pub fn read_log_tail(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let length = file.metadata()?.len();
+    file.seek(SeekFrom::Start(length.saturating_sub(LOG_TAIL_BYTES)))?;
+    let mut bytes = Vec::with_capacity(LOG_TAIL_BYTES.min(length) as usize);
+    file.take(LOG_TAIL_BYTES).read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Free space where the data directory lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FreeSpace {
+    /// Bytes available to an unprivileged writer.
+    pub bytes: u64,
+    /// Inodes available to an unprivileged writer.
+    pub inodes: u64,
+}
+
+/// `statvfs` on `dir`.
+pub fn free_space(dir: &Path) -> std::io::Result<FreeSpace> {
+    let stat = rustix::fs::statvfs(dir).map_err(std::io::Error::from)?;
+    Ok(FreeSpace {
+        bytes: stat.f_bavail.saturating_mul(stat.f_frsize),
+        inodes: stat.f_favail,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_the_lines_redis_writes() {
+        let cases = [
+            ("12:M 24 Nov 2026 10:00:00.000 # Can't rewrite append only file in background: fork: Cannot allocate memory",
+             FailureKind::AofRewrite, Reason::ForkFailed),
+            ("12:M 24 Nov 2026 10:00:00.000 # Can't rewrite append only file in background: fork: Resource temporarily unavailable",
+             FailureKind::AofRewrite, Reason::ForkFailed),
+            ("12:M 24 Nov 2026 10:00:00.000 # Background AOF rewrite terminated by signal 9",
+             FailureKind::AofRewrite, Reason::ChildKilled),
+            ("12:C 24 Nov 2026 10:00:00.000 # Error moving temp append only file on the final destination: No space left on device",
+             FailureKind::AofRewrite, Reason::DiskFull),
+            ("12:M 24 Nov 2026 10:00:00.000 # Error writing to the AOF file: No space left on device",
+             FailureKind::AofWrite, Reason::DiskFull),
+            ("12:M 24 Nov 2026 10:00:00.000 # Error writing to the AOF file: Input/output error",
+             FailureKind::AofWrite, Reason::IoError),
+            ("12:M 24 Nov 2026 10:00:00.000 # Background saving terminated by signal 9",
+             FailureKind::RdbBgsave, Reason::ChildKilled),
+            ("12:M 24 Nov 2026 10:00:00.000 # Can't save in background: fork: Cannot allocate memory",
+             FailureKind::RdbBgsave, Reason::ForkFailed),
+            ("12:C 24 Nov 2026 10:00:00.000 # Write error saving DB on disk: No space left on device",
+             FailureKind::RdbBgsave, Reason::DiskFull),
+        ];
+        for (line, kind, reason) in cases {
+            assert_eq!(classify_line(line), Some((kind, reason)), "{line}");
+        }
+    }
+
+    #[test]
+    fn success_lines_are_not_failures() {
+        for line in [
+            "12:M 24 Nov 2026 10:00:00.000 * Background AOF rewrite terminated with success",
+            "12:M 24 Nov 2026 10:00:00.000 * Background AOF rewrite finished successfully",
+            "12:M 24 Nov 2026 10:00:00.000 * Background saving terminated with success",
+            "12:M 24 Nov 2026 10:00:00.000 * Ready to accept connections",
+        ] {
+            assert_eq!(classify_line(line), None, "{line}");
+        }
+    }
+
+    #[test]
+    fn latest_line_wins() {
+        let log = "x # Background AOF rewrite terminated by signal 9\n\
+                   x # Can't rewrite append only file in background: fork: Cannot allocate memory\n\
+                   x * Background saving terminated with success\n";
+        assert_eq!(latest_reason(log, FailureKind::AofRewrite), Some(Reason::ForkFailed));
+        assert_eq!(latest_reason(log, FailureKind::RdbBgsave), None);
+    }
+
+    #[test]
+    fn free_space_of_a_real_directory() {
+        let space = free_space(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+        assert!(space.bytes > 0);
+        assert!(free_space(Path::new("/nonexistent/dir")).is_err());
+    }
+}
