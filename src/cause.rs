@@ -87,13 +87,23 @@ impl From<Mechanism> for FailureKind {
 /// Classifies one log line: which failure it reports and why, or `None` if it reports none.
 pub fn classify_line(line: &str) -> Option<(FailureKind, Reason)> {
     let lower = line.to_ascii_lowercase();
-    let kind = if lower.contains("rewrite") || lower.contains("append only file in background") {
+    // Redis prefixes each line with `pid:role`; role `C` is a forked child, which only ever
+    // rewrites the AOF or saves the RDB, so its write errors belong to that operation.
+    let from_child = line
+        .split_once(':')
+        .is_some_and(|(pid, rest)| pid.bytes().all(|b| b.is_ascii_digit()) && rest.starts_with("C "));
+    let mentions_aof = lower.contains("append only") || lower.contains("aof");
+    let kind = if from_child {
+        if mentions_aof {
+            FailureKind::AofRewrite
+        } else if lower.contains("db") || lower.contains("sav") {
+            FailureKind::RdbBgsave
+        } else {
+            return None;
+        }
+    } else if lower.contains("rewrite") || lower.contains("append only file in background") {
         FailureKind::AofRewrite
-    } else if lower.contains("writing to the aof")
-        || lower.contains("aof fsync")
-        || lower.contains("aof file")
-        || lower.contains("append only file")
-    {
+    } else if mentions_aof {
         FailureKind::AofWrite
     } else if lower.contains("background saving")
         || lower.contains("save in background")

@@ -323,6 +323,33 @@ pub fn load_with_env(
     file.validate(&source_name, base_dir)
 }
 
+/// Settings for `check URL…`: the defaults with one target per URL.
+pub fn from_urls(urls: &[String]) -> Result<Settings, ConfigError> {
+    let mut file: FileConfig = config::Config::builder()
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .map_err(|e| ConfigError::Load {
+            source_name: "command line".into(),
+            message: describe_config_error(&e),
+        })?;
+    file.targets = urls
+        .iter()
+        .map(|url| TargetConfig {
+            url: url.clone(),
+            name: None,
+            labels: BTreeMap::new(),
+            username: None,
+            password: None,
+            password_file: None,
+            rdb_max_age: None,
+            config_command: None,
+            log_file: None,
+            data_dir: None,
+        })
+        .collect();
+    file.validate("command line", None)
+}
+
 /// Rewords the config crate's messages, which can quote whole values (possibly secrets).
 fn describe_config_error(error: &config::ConfigError) -> String {
     let message = error.to_string();

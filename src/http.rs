@@ -11,9 +11,11 @@ use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::card::CardState;
+use std::time::{Duration, SystemTime};
+
 use crate::metrics;
-use crate::state::Store;
+use crate::report::{self, TargetReport};
+use crate::state::{unix_seconds, Store};
 
 /// Builds the router. Read endpoints answer GET and HEAD only; anything else gets 405.
 pub fn router(store: Arc<Store>) -> Router {
@@ -45,32 +47,88 @@ async fn scrape(State(store): State<Arc<Store>>) -> Response {
 }
 
 async fn landing(State(store): State<Arc<Store>>) -> Html<String> {
-    let rows: String = store.with_all(|targets| {
-        targets
-            .iter()
-            .map(|t| {
-                let (card, colour) = match t.current().map(|s| s.card) {
-                    Some(CardState::Ok) => ("ok", "#2e7d32"),
-                    Some(CardState::Err) => ("err", "#c62828"),
-                    Some(CardState::NotApplicable) => ("n/a", "#757575"),
-                    None => ("unknown (target down)", "#ef6c00"),
-                };
-                format!(
-                    "<tr><td>{}</td><td style=\"color:{colour};font-weight:bold\">{card}</td><td>{}</td></tr>\n",
-                    escape(&t.target.name),
-                    if t.up { "up" } else { t.last_failure_reason.unwrap_or("not polled yet") },
-                )
-            })
-            .collect()
-    });
-    Html(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>redis-persistence-exporter</title>\
-         <meta http-equiv=\"refresh\" content=\"10\"></head><body>\
-         <h1>redis-persistence-exporter</h1><p><a href=\"/metrics\">/metrics</a></p>\
-         <table border=\"1\" cellpadding=\"4\"><tr><th>target</th><th>Last AOF Rewrite Status</th><th>poll</th></tr>\n{rows}</table>\
-         <p>version {}</p></body></html>\n",
+    let now = unix_seconds(SystemTime::now());
+    let reports: Vec<TargetReport> =
+        store.with_all(|targets| targets.iter().map(|t| report::read(t, now)).collect());
+    Html(status_page(&reports, now))
+}
+
+/// The status page: every target's card with the brief's reading. Plain HTML that refreshes
+/// itself; no JavaScript, no external assets.
+pub fn status_page(reports: &[TargetReport], now_unix: f64) -> String {
+    use std::fmt::Write;
+    let mut body = String::new();
+    let errs = reports.iter().filter(|r| r.card == "err").count();
+    let down = reports.iter().filter(|r| !r.up).count();
+    let _ = write!(
+        body,
+        "<p class=\"summary\">{} target(s): {errs} err, {down} unreachable.</p>",
+        reports.len()
+    );
+    for r in reports {
+        let (class, label) = match r.card {
+            "ok" => ("ok", "ok"),
+            "err" => ("err", "err"),
+            "not_applicable" => ("na", "n/a"),
+            _ => ("unknown", "unknown"),
+        };
+        let since = r
+            .card_since_unix
+            .map(|at| format!("since {} ago", humantime::format_duration(Duration::from_secs((now_unix - at).max(0.0) as u64))))
+            .unwrap_or_default();
+        let streak = if r.fields.aof_rewrite_stuck {
+            format!("<span class=\"tag stuck\">stuck: {} failed attempts</span>", r.fields.aof_rewrite_failures_in_streak)
+        } else if r.card == "err" {
+            "<span class=\"tag\">1 failed attempt so far</span>".to_owned()
+        } else if r.fields.aof_rewrite_transient_recoveries > 0 {
+            format!("<span class=\"tag\">{} transient err(s) recovered</span>", r.fields.aof_rewrite_transient_recoveries)
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            body,
+            "<section class=\"target {class}\" id=\"target-{id}\"><h2><span class=\"card {class}\">{label}</span> {name}</h2>\
+             <p class=\"since\">Last AOF Rewrite Status {since} {streak}</p><p class=\"headline\">{headline}</p>",
+            id = escape(&r.target).replace([' ', '/', ':'], "-"),
+            name = escape(&r.target),
+            headline = escape(&r.headline),
+        );
+        if !r.causes.is_empty() {
+            body.push_str("<ul class=\"causes\">");
+            for c in &r.causes {
+                let _ = write!(body, "<li>probable cause ({}): <b>{}</b> &mdash; {}</li>", c.mechanism, c.reason, escape(c.advice));
+            }
+            body.push_str("</ul>");
+        }
+        if !r.context.is_empty() {
+            body.push_str("<ul class=\"context\">");
+            for line in &r.context {
+                let _ = write!(body, "<li>{}</li>", escape(line));
+            }
+            body.push_str("</ul>");
+        }
+        if !r.next_steps.is_empty() {
+            body.push_str("<ol class=\"steps\">");
+            for step in &r.next_steps {
+                let _ = write!(body, "<li>{}</li>", escape(step));
+            }
+            body.push_str("</ol>");
+        }
+        body.push_str("</section>\n");
+    }
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"5\"><title>redis-persistence-exporter</title>\
+         <style>body{{font-family:sans-serif;margin:1.5em;max-width:70em}}\
+         .card{{display:inline-block;min-width:4.5em;text-align:center;color:#fff;border-radius:4px;padding:.1em .4em}}\
+         .card.ok{{background:#2e7d32}}.card.err{{background:#c62828}}.card.na{{background:#9e9e9e}}.card.unknown{{background:#ef6c00}}\
+         section{{border-left:6px solid #ccc;padding:.2em 1em;margin:1em 0}}section.ok{{border-color:#2e7d32}}\
+         section.err{{border-color:#c62828}}section.na{{border-color:#9e9e9e}}section.unknown{{border-color:#ef6c00}}\
+         .tag{{background:#eee;border-radius:3px;padding:0 .3em;margin-left:.5em}}.tag.stuck{{background:#ffcdd2}}\
+         h2{{font-size:1.1em}}</style></head><body>\
+         <h1>Redis persistence</h1><p><a href=\"/metrics\">/metrics</a> &middot; refreshes every 5 s &middot; version {}</p>{body}</body></html>\n",
         env!("CARGO_PKG_VERSION")
-    ))
+    )
 }
 
 /// Minimal HTML escaping for names that come from the config.

@@ -14,12 +14,15 @@
 //! - [`poller`]: one task per target; owns its connection, schedule and deadline.
 //! - [`state`]: the latest snapshot per target and poll bookkeeping.
 //! - [`metrics`]: maps state to OpenMetrics series.
-//! - [`http`]: serves `/metrics` and the landing page.
+//! - [`report`]: the brief's reading of a target (meaning, urgency, next steps) for people.
+//! - [`check`]: the one-shot `check` command.
+//! - [`http`]: serves `/metrics` and the status page.
 //! - [`signal`]: process signals as futures.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod card;
+pub mod check;
 pub mod cause;
 pub mod history;
 pub mod config;
@@ -28,6 +31,7 @@ pub mod info;
 pub mod metrics;
 pub mod poller;
 pub mod redis_client;
+pub mod report;
 pub mod server_config;
 pub mod signal;
 pub mod state;

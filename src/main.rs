@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
-use redis_persistence_exporter::{config, http, poller, signal, state::Store};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use redis_persistence_exporter::{check, config, http, poller, report, signal, state::Store};
 use tokio::sync::watch;
 
 /// Exit code for any configuration error.
@@ -22,6 +22,8 @@ enum LogFormat {
 #[derive(Debug, Parser)]
 #[command(name = "redis-persistence-exporter", version, about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// TOML config file. Without it, redis://127.0.0.1:6379 is polled.
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
@@ -31,17 +33,44 @@ struct Cli {
     /// Validate the config, print a summary and exit (0 if valid, 2 if not).
     #[arg(long)]
     check_config: bool,
-    /// Log level: error, warn, info, debug or trace.
-    #[arg(long = "log.level", value_name = "LEVEL", default_value = "info")]
-    log_level: tracing::Level,
+    /// Log level: error, warn, info, debug or trace. Default info (warn for `check`).
+    #[arg(long = "log.level", value_name = "LEVEL", global = true)]
+    log_level: Option<tracing::Level>,
     /// Log format.
-    #[arg(long = "log.format", value_enum, default_value = "text")]
+    #[arg(long = "log.format", value_enum, default_value = "text", global = true)]
     log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Poll every target once and print its Last AOF Rewrite Status card with the brief's
+    /// reading. Exit 0: all ok or not applicable; 1: any err; 2: config error; 3: a target
+    /// cannot be reached (and none is err).
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// TOML config file whose targets to check.
+    #[arg(long, value_name = "PATH", conflicts_with = "urls")]
+    config: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Target URLs (redis://, rediss://, unix://) instead of a config file.
+    urls: Vec<String>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_level, cli.log_format);
+    let default_level = match cli.command {
+        Some(Command::Check(_)) => tracing::Level::WARN,
+        None => tracing::Level::INFO,
+    };
+    init_logging(cli.log_level.unwrap_or(default_level), cli.log_format);
+    if let Some(Command::Check(args)) = &cli.command {
+        return run_check(args);
+    }
     let settings = match load_settings(&cli) {
         Ok(settings) => settings,
         Err(error) => {
@@ -61,6 +90,43 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_check(args: &CheckArgs) -> ExitCode {
+    let settings = if args.urls.is_empty() {
+        config::load(args.config.as_deref())
+    } else {
+        config::from_urls(&args.urls)
+    };
+    let settings = match settings {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(check::EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let reports = runtime.block_on(check::run(&settings));
+    if args.json {
+        match serde_json::to_string_pretty(&reports) {
+            Ok(json) => println!("{json}"),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        for target in &reports {
+            print!("{}", report::to_text(target));
+        }
+    }
+    ExitCode::from(check::exit_code(&reports))
 }
 
 fn load_settings(cli: &Cli) -> Result<config::Settings, config::ConfigError> {

@@ -92,10 +92,7 @@ pub async fn run(
     // A poll that overran (it cannot, given timeout <= interval, but a stalled runtime can)
     // must not be followed by a burst of catch-up polls.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut connection: Option<Connection> = None;
-    let mut was_up: Option<bool> = None;
-    let mut config_read_at: Option<Instant> = None;
-    let mut cause_key = None;
+    let mut poller = Poller::new(target, cell, schedule);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -104,63 +101,101 @@ pub async fn run(
         if *shutdown.borrow() {
             break;
         }
+        poller.poll().await;
+    }
+}
+
+/// One target's poller: its connection and what it remembers between polls.
+pub struct Poller {
+    target: Arc<Target>,
+    cell: TargetCell,
+    schedule: Schedule,
+    connection: Option<Connection>,
+    was_up: Option<bool>,
+    config_read_at: Option<Instant>,
+    cause_key: Option<FailureKey>,
+}
+
+impl Poller {
+    /// A poller that has not polled yet.
+    pub fn new(target: Arc<Target>, cell: TargetCell, schedule: Schedule) -> Self {
+        Poller {
+            target,
+            cell,
+            schedule,
+            connection: None,
+            was_up: None,
+            config_read_at: None,
+            cause_key: None,
+        }
+    }
+
+    /// Polls once and records the outcome in the target's state. Never fails: a failure is
+    /// an outcome too.
+    pub async fn poll(&mut self) {
+        let target = self.target.clone();
         let started = Instant::now();
         let config_due = target.config_command.is_some()
-            && config_read_at.is_none_or(|at| at.elapsed() >= schedule.config_refresh);
+            && self
+                .config_read_at
+                .is_none_or(|at| at.elapsed() >= self.schedule.config_refresh);
         let outcome = tokio::time::timeout(
-            schedule.timeout,
-            poll_once(&target, &mut connection, schedule.timeout, config_due),
+            self.schedule.timeout,
+            poll_once(&target, &mut self.connection, self.schedule.timeout, config_due),
         )
         .await
-        .unwrap_or(Err(PollError::Timeout(schedule.timeout)));
+        .unwrap_or(Err(PollError::Timeout(self.schedule.timeout)));
         let took = started.elapsed();
         match outcome {
-            Ok(reading) => {
-                if !reading.info.field_errors.is_empty() {
-                    tracing::debug!(target_name = %target.name, errors = ?reading.info.field_errors.iter().map(ToString::to_string).collect::<Vec<_>>(), "some INFO fields were unreadable and are left out");
-                }
-                let snapshot = Snapshot::new(reading.info, SystemTime::now());
-                let key = {
-                    let mut state = lock(&cell);
-                    state.record_success(snapshot, took);
-                    if let Some(config) = reading.config {
-                        config_read_at = Some(Instant::now());
-                        if config == ConfigStatus::Unavailable
-                            && state.server_config != ConfigStatus::Unavailable
-                        {
-                            // Once per change, not once per poll: managed services deny
-                            // CONFIG forever and that is fine.
-                            tracing::warn!(target_name = %target.name, "CONFIG GET is renamed, disabled or denied on this target; settings-based signals are unavailable");
-                        }
-                        state.server_config = config;
-                    }
-                    failure_key(&state)
-                };
-                if was_up != Some(true) {
-                    tracing::info!(target_name = %target.name, "target is up");
-                }
-                was_up = Some(true);
-                if target.log_file.is_some() && cause_key != Some(key) {
-                    cause_key = Some(key);
-                    let causes = read_causes(&target, key).await;
-                    lock(&cell).causes = causes;
-                }
-                if let Some(dir) = &target.data_dir {
-                    let free = cause::free_space(dir).ok();
-                    lock(&cell).free_space = free;
-                }
-            }
+            Ok(reading) => self.record_success(reading, took).await,
             Err(error) => {
                 // A failed or timed-out connection may hold a half-read reply; never reuse it.
-                connection = None;
-                lock(&cell).record_failure(error.reason(), took);
-                if was_up != Some(false) {
+                self.connection = None;
+                lock(&self.cell).record_failure(error.reason(), took);
+                if self.was_up != Some(false) {
                     tracing::warn!(target_name = %target.name, reason = error.reason(), error = %error, "target is down");
                 } else {
                     tracing::debug!(target_name = %target.name, reason = error.reason(), error = %error, "poll failed");
                 }
-                was_up = Some(false);
+                self.was_up = Some(false);
             }
+        }
+    }
+
+    async fn record_success(&mut self, reading: Reading, took: Duration) {
+        let target = &self.target;
+        if !reading.info.field_errors.is_empty() {
+            tracing::debug!(target_name = %target.name, errors = ?reading.info.field_errors.iter().map(ToString::to_string).collect::<Vec<_>>(), "some INFO fields were unreadable and are left out");
+        }
+        let snapshot = Snapshot::new(reading.info, SystemTime::now());
+        let key = {
+            let mut state = lock(&self.cell);
+            state.record_success(snapshot, took);
+            if let Some(config) = reading.config {
+                self.config_read_at = Some(Instant::now());
+                if config == ConfigStatus::Unavailable
+                    && state.server_config != ConfigStatus::Unavailable
+                {
+                    // Once per change, not once per poll: managed services deny CONFIG
+                    // forever and that is fine.
+                    tracing::warn!(target_name = %target.name, "CONFIG GET is renamed, disabled or denied on this target; settings-based signals are unavailable");
+                }
+                state.server_config = config;
+            }
+            failure_key(&state)
+        };
+        if self.was_up != Some(true) {
+            tracing::info!(target_name = %target.name, "target is up");
+        }
+        self.was_up = Some(true);
+        if target.log_file.is_some() && self.cause_key != Some(key) {
+            self.cause_key = Some(key);
+            let causes = read_causes(target, key).await;
+            lock(&self.cell).causes = causes;
+        }
+        if let Some(dir) = &target.data_dir {
+            let free = cause::free_space(dir).ok();
+            lock(&self.cell).free_space = free;
         }
     }
 }

@@ -1,0 +1,64 @@
+//! `check`: poll every target once and read the result the way the brief would, for people
+//! at a terminal and for scripts.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::config::Settings;
+use crate::poller::{Poller, Schedule};
+use crate::report::{self, TargetReport};
+use crate::state::{lock, unix_seconds, Store};
+
+/// Exit code when every card is ok or not applicable.
+pub const EXIT_OK: u8 = 0;
+/// Exit code when any card is err (takes precedence over unreachable targets: a known
+/// failure is the more actionable news).
+pub const EXIT_ERR: u8 = 1;
+/// Exit code for a config error.
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code when a target cannot be reached and no card is err.
+pub const EXIT_UNREACHABLE: u8 = 3;
+
+/// Polls every target once, concurrently, and returns their reports in config order.
+pub async fn run(settings: &Settings) -> Vec<TargetReport> {
+    let store = Arc::new(Store::new());
+    let schedule = Schedule::from(settings);
+    let polls = settings.targets.iter().map(|target| {
+        let target = Arc::new(target.clone());
+        let cell = store.insert(target.clone());
+        async move {
+            Poller::new(target, cell.clone(), schedule).poll().await;
+            let state = lock(&cell);
+            report::read(&state, unix_seconds(SystemTime::now()))
+        }
+    });
+    futures_join_all(polls).await
+}
+
+/// The exit code for a set of reports.
+pub fn exit_code(reports: &[TargetReport]) -> u8 {
+    if reports.iter().any(|r| r.card == "err") {
+        EXIT_ERR
+    } else if reports.iter().any(|r| !r.up) {
+        EXIT_UNREACHABLE
+    } else {
+        EXIT_OK
+    }
+}
+
+/// Runs futures concurrently and keeps their order, without pulling in a futures crate.
+async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        match handle.await {
+            Ok(value) => out.push(value),
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        }
+    }
+    out
+}

@@ -1,0 +1,405 @@
+//! The brief's reading of a target, for people: what the card says, what it means here, how
+//! urgent it is and what to do next. Pure: state in, report out. Used by `check` and the
+//! status page so both always say the same thing.
+
+use serde::Serialize;
+
+use crate::card::CardState;
+use crate::cause::Reason;
+use crate::info::OpStatus;
+use crate::state::TargetState;
+
+/// How soon someone must act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Urgency {
+    /// Nothing to do.
+    None,
+    /// Look when convenient.
+    Low,
+    /// Same day, not same minute (the brief's word on a failed rewrite).
+    SameDay,
+    /// Now: data may be lost or there is no durable copy.
+    Now,
+}
+
+/// A probable cause with what to do about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CauseReport {
+    /// `aof_rewrite`, `aof_write` or `rdb_bgsave`.
+    pub mechanism: &'static str,
+    /// `disk_full`, `fork_failed`, `io_error`, `child_killed` or `unknown`.
+    pub reason: &'static str,
+    /// The next step for that reason.
+    pub advice: &'static str,
+}
+
+/// Everything `check` prints and the status page shows for one target.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetReport {
+    /// The `target` label.
+    pub target: String,
+    /// Whether the last poll succeeded.
+    pub up: bool,
+    /// Why the last poll failed.
+    pub poll_failure: Option<&'static str>,
+    /// `ok`, `err`, `not_applicable`, or `unknown` when the target is down.
+    pub card: &'static str,
+    /// Unix seconds when the card last changed (or was first seen).
+    pub card_since_unix: Option<f64>,
+    /// One line: what the card means on this target now.
+    pub headline: String,
+    /// How soon to act.
+    pub urgency: Urgency,
+    /// Ordered next steps.
+    pub next_steps: Vec<String>,
+    /// Other facts that change the reading (replicas, RDB fallback, memory).
+    pub context: Vec<String>,
+    /// Probable causes, when the exporter may read the Redis log.
+    pub causes: Vec<CauseReport>,
+    /// The related fields.
+    pub fields: Fields,
+}
+
+/// The related fields, each absent when unknown.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Fields {
+    /// `aof_enabled`
+    pub aof_enabled: Option<bool>,
+    /// `aof_last_write_status` is ok.
+    pub aof_write_ok: Option<bool>,
+    /// `aof_rewrite_in_progress`
+    pub aof_rewrite_in_progress: Option<bool>,
+    /// `aof_current_size`
+    pub aof_current_size_bytes: Option<u64>,
+    /// `aof_base_size`
+    pub aof_base_size_bytes: Option<u64>,
+    /// current / base
+    pub aof_growth_ratio: Option<f64>,
+    /// Past Redis's own rewrite threshold with no rewrite running.
+    pub aof_rewrite_overdue: Option<bool>,
+    /// Failure survived more than one attempt.
+    pub aof_rewrite_stuck: bool,
+    /// Failed rewrite attempts in the current err streak.
+    pub aof_rewrite_failures_in_streak: u64,
+    /// Errs that cleared after one attempt.
+    pub aof_rewrite_transient_recoveries: u64,
+    /// Unix seconds the current err was first seen.
+    pub aof_rewrite_err_since_unix: Option<f64>,
+    /// `rdb_last_bgsave_status` is ok.
+    pub rdb_last_bgsave_ok: Option<bool>,
+    /// Seconds since the last successful RDB save.
+    pub rdb_last_save_age_seconds: Option<f64>,
+    /// The last RDB save is older than `rdb_max_age`.
+    pub rdb_stale: Option<bool>,
+    /// `connected_slaves`
+    pub connected_replicas: Option<u64>,
+    /// Replicas whose link is online.
+    pub online_replicas: usize,
+    /// used_memory / maxmemory, when maxmemory is set.
+    pub memory_used_ratio: Option<f64>,
+    /// Free bytes where the data lives (host access only).
+    pub data_dir_free_bytes: Option<u64>,
+    /// CONFIG GET works.
+    pub config_available: Option<bool>,
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// Reads one target's state as the brief would, at `now_unix`.
+pub fn read(state: &TargetState, now_unix: f64) -> TargetReport {
+    let mut report = TargetReport {
+        target: state.target.name.clone(),
+        up: state.up,
+        poll_failure: state.last_failure_reason,
+        card: "unknown",
+        card_since_unix: state.card_since_unix,
+        headline: String::new(),
+        urgency: Urgency::Now,
+        next_steps: Vec::new(),
+        context: Vec::new(),
+        causes: Vec::new(),
+        fields: Fields::default(),
+    };
+    let Some(snapshot) = state.current() else {
+        report.headline = match state.last_failure_reason {
+            Some(reason) => format!("Target unreachable ({reason}): its persistence state is unknown."),
+            None => "Not polled yet: persistence state unknown.".to_owned(),
+        };
+        report.next_steps = vec![
+            "Check that the Redis process is running and reachable from the exporter.".into(),
+            "Until it answers, nothing here says whether its data is durable.".into(),
+        ];
+        return report;
+    };
+    let info = &snapshot.info;
+    let aof = &state.diagnosis.aof;
+    let settings = state.server_config.settings();
+    let rdb_age = info
+        .rdb_last_save_timestamp_seconds
+        .map(|at| (now_unix - at as f64).max(0.0));
+    let rdb_stale = rdb_age.map(|age| age > state.target.rdb_max_age.as_secs_f64());
+    let online_replicas = info.replicas.iter().filter(|r| r.state == "online").count();
+    report.fields = Fields {
+        aof_enabled: info.aof_enabled,
+        aof_write_ok: info.aof_last_write_status.map(|s| s == OpStatus::Ok),
+        aof_rewrite_in_progress: info.aof_rewrite_in_progress,
+        aof_current_size_bytes: info.aof_current_size_bytes,
+        aof_base_size_bytes: info.aof_base_size_bytes,
+        aof_growth_ratio: match (info.aof_current_size_bytes, info.aof_base_size_bytes) {
+            (Some(c), Some(b)) if b > 0 => Some(c as f64 / b as f64),
+            _ => None,
+        },
+        aof_rewrite_overdue: match (settings, info.aof_current_size_bytes, info.aof_base_size_bytes) {
+            (Some(s), Some(c), Some(b)) if info.aof_enabled == Some(true) => s
+                .rewrite_overdue(c, b)
+                .map(|o| o && info.aof_rewrite_in_progress != Some(true)),
+            _ => None,
+        },
+        aof_rewrite_stuck: snapshot.card == CardState::Err && aof.stuck(),
+        aof_rewrite_failures_in_streak: aof.streak_failures,
+        aof_rewrite_transient_recoveries: aof.transient_recoveries_total,
+        aof_rewrite_err_since_unix: aof.err_since_unix.filter(|_| snapshot.card == CardState::Err),
+        rdb_last_bgsave_ok: info.rdb_last_bgsave_status.map(|s| s == OpStatus::Ok),
+        rdb_last_save_age_seconds: rdb_age,
+        rdb_stale,
+        connected_replicas: info.connected_replicas,
+        online_replicas,
+        memory_used_ratio: match (info.used_memory_bytes, info.maxmemory_bytes) {
+            (Some(u), Some(m)) if m > 0 => Some(u as f64 / m as f64),
+            _ => None,
+        },
+        data_dir_free_bytes: state.free_space.map(|f| f.bytes),
+        config_available: match state.server_config {
+            crate::state::ConfigStatus::Available(_) => Some(true),
+            crate::state::ConfigStatus::Unavailable => Some(false),
+            crate::state::ConfigStatus::Unknown => None,
+        },
+    };
+    report.card = snapshot.card.label();
+    for (mechanism, reason) in [
+        ("aof_rewrite", state.causes.aof_rewrite),
+        ("aof_write", state.causes.aof_write),
+        ("rdb_bgsave", state.causes.rdb_bgsave),
+    ] {
+        if let Some(reason) = reason {
+            report.causes.push(CauseReport {
+                mechanism,
+                reason: reason.label(),
+                advice: reason.advice(),
+            });
+        }
+    }
+
+    let write_failed = info.aof_enabled == Some(true) && info.aof_last_write_status == Some(OpStatus::Err);
+    match snapshot.card {
+        CardState::Ok => {
+            report.headline = "ok: the last AOF rewrite finished cleanly.".into();
+            report.urgency = Urgency::None;
+            if aof.transient_recoveries_total > 0 {
+                report.context.push(format!(
+                    "{} earlier err(s) cleared on their own after one attempt: worth a glance at the Redis log to confirm the cause was transient.",
+                    aof.transient_recoveries_total
+                ));
+            }
+        }
+        CardState::NotApplicable => {
+            report.headline = "not applicable: AOF is off on this instance, so the rewrite status means nothing (a raw `err` there is stale).".into();
+            report.urgency = Urgency::None;
+            if info.aof_last_bgrewrite_status == Some(OpStatus::Err) {
+                report.context.push("The raw aof_last_bgrewrite_status still says err from when AOF was last on; it is ignored.".into());
+            }
+            report.context.push("Durability here rests on RDB snapshots: watch the last RDB save.".into());
+        }
+        CardState::Err => {
+            report.urgency = Urgency::SameDay;
+            report.headline = if aof.stuck() {
+                format!(
+                    "err, stuck: the AOF rewrite has failed on {} attempts in a row. It will not heal by itself; the AOF keeps growing uncompacted and a restart would replay a larger, possibly truncated file.",
+                    aof.streak_failures
+                )
+            } else {
+                "err: the last AOF rewrite failed. The AOF is not being compacted and keeps growing. Seen on one attempt so far; if the next rewrite succeeds it was a transient pinch.".into()
+            };
+            report.next_steps = vec![
+                "Check free space on the AOF directory (CONFIG GET dir, then df -h on it): a full disk is the most common cause.".into(),
+                "Check fork headroom: vm.overcommit_memory should be 1, and used memory should be well below maxmemory and host RAM.".into(),
+                "Find the failure line in the Redis log (\"Can't rewrite append only file in background\", \"terminated by signal\", write errors).".into(),
+                "Fix the cause, then run BGREWRITEAOF and confirm the card returns to ok and aof_current_size resets toward aof_base_size.".into(),
+                "Check aof_last_write_status: a write err means recent writes may not be on disk.".into(),
+            ];
+            if report.fields.memory_used_ratio.is_some_and(|r| r > 0.9) && state.causes.aof_rewrite.is_none() {
+                report.context.push("Memory is above 90% of maxmemory: a refused fork() is a likely cause, rather than disk.".into());
+            }
+        }
+    }
+    if write_failed {
+        report.urgency = Urgency::Now;
+        report.headline.push_str(" AOF WRITES ARE FAILING: recent writes may not have reached disk (data-loss risk); this is more severe than a failed rewrite.");
+        report.next_steps.insert(0, "Act now on aof_last_write_status:err: free space or fix the volume so appends reach disk again.".into());
+    }
+    if snapshot.card == CardState::Err {
+        match (rdb_stale, info.rdb_last_bgsave_status) {
+            (Some(true), _) | (_, Some(OpStatus::Err)) => {
+                report.urgency = Urgency::Now;
+                report.context.push("The last RDB save is stale or failed too: a real durability gap; act fast.".into());
+            }
+            (Some(false), _) => report.context.push("A recent RDB save exists: a fallback restore point is still there.".into()),
+            _ => {}
+        }
+        if online_replicas > 0 {
+            report.context.push(format!(
+                "{online_replicas} replica(s) online: the data still has a live copy; fix this anyway, replicas can fail too."
+            ));
+        }
+    }
+    if let (Some(size), Some(base)) = (info.aof_current_size_bytes, info.aof_base_size_bytes) {
+        report.context.push(format!("AOF {} (base {}).", human_bytes(size), human_bytes(base)));
+    }
+    if report.fields.aof_rewrite_overdue == Some(true) {
+        report.context.push("The AOF is past this instance's own rewrite threshold and no rewrite runs: it is not being compacted.".into());
+    }
+    report
+}
+
+/// Plain-text rendering for a terminal.
+pub fn to_text(report: &TargetReport) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "{}: Last AOF Rewrite Status = {}", report.target, report.card);
+    let _ = writeln!(out, "  {}", report.headline);
+    let _ = writeln!(out, "  urgency: {}", match report.urgency {
+        Urgency::None => "none",
+        Urgency::Low => "low",
+        Urgency::SameDay => "same day",
+        Urgency::Now => "now",
+    });
+    let f = &report.fields;
+    if report.up {
+        let yes_no = |v: Option<bool>, yes: &str, no: &str| match v {
+            Some(true) => yes.to_owned(),
+            Some(false) => no.to_owned(),
+            None => "unknown".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "  aof write: {}, rewrite stuck: {}, failed attempts in streak: {}, transient recoveries: {}",
+            yes_no(f.aof_write_ok, "ok", "ERR"),
+            if f.aof_rewrite_stuck { "yes" } else { "no" },
+            f.aof_rewrite_failures_in_streak,
+            f.aof_rewrite_transient_recoveries,
+        );
+        if let Some(ratio) = f.aof_growth_ratio {
+            let _ = writeln!(out, "  aof growth: {ratio:.2}x base");
+        }
+        let _ = writeln!(
+            out,
+            "  last RDB save: {} ({}), replicas online: {}/{}",
+            f.rdb_last_save_age_seconds
+                .map(|age| format!("{} ago", humantime::format_duration(std::time::Duration::from_secs(age as u64))))
+                .unwrap_or_else(|| "unknown".into()),
+            yes_no(f.rdb_last_bgsave_ok, "ok", "ERR"),
+            f.online_replicas,
+            f.connected_replicas.unwrap_or(0),
+        );
+    }
+    for cause in &report.causes {
+        let _ = writeln!(out, "  probable cause ({}): {} — {}", cause.mechanism, cause.reason, cause.advice);
+    }
+    for line in &report.context {
+        let _ = writeln!(out, "  note: {line}");
+    }
+    for (i, step) in report.next_steps.iter().enumerate() {
+        let _ = writeln!(out, "  {}. {step}", i + 1);
+    }
+    out
+}
+
+/// Maps a reason back for tests and callers that hold only the label.
+pub fn reason_from_label(label: &str) -> Option<Reason> {
+    [Reason::DiskFull, Reason::ForkFailed, Reason::IoError, Reason::ChildKilled, Reason::Unknown]
+        .into_iter()
+        .find(|r| r.label() == label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Address, Target};
+    use crate::info::parse;
+    use crate::state::Snapshot;
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    fn state_from(files: &[&str]) -> TargetState {
+        let target = Target {
+            name: "t".into(),
+            labels: vec![],
+            address: Address::Tcp { host: "127.0.0.1".into(), port: 6379, tls: false },
+            username: None,
+            password: None,
+            rdb_max_age: Duration::from_secs(3600),
+            config_command: None,
+            log_file: None,
+            data_dir: None,
+        };
+        let mut state = TargetState::new(Arc::new(target));
+        for file in files {
+            let path = format!("{}/../shared/reference/info/{file}", env!("CARGO_MANIFEST_DIR"));
+            let info = parse(&std::fs::read_to_string(path).unwrap()).unwrap();
+            state.record_success(Snapshot::new(info, SystemTime::now()), Duration::from_millis(1));
+        }
+        state
+    }
+
+    #[test]
+    fn ok_card_reads_ok() {
+        let report = read(&state_from(&["aof_ok_before.txt"]), 1.0e10);
+        assert_eq!(report.card, "ok");
+        assert_eq!(report.urgency, Urgency::None);
+    }
+
+    #[test]
+    fn stuck_err_says_so_and_gives_steps() {
+        let report = read(&state_from(&["aof_rewrite_killed_x3_err.txt"]), 1.0e10);
+        assert_eq!(report.card, "err");
+        assert!(report.fields.aof_rewrite_stuck);
+        assert!(report.headline.contains("stuck"), "{}", report.headline);
+        assert!(report.next_steps.iter().any(|s| s.contains("BGREWRITEAOF")));
+        assert!(to_text(&report).contains("Last AOF Rewrite Status = err"));
+    }
+
+    #[test]
+    fn disabled_with_stale_err_is_not_applicable() {
+        let report = read(&state_from(&["aof_disabled_stale_err.txt"]), 1.0e10);
+        assert_eq!(report.card, "not_applicable");
+        assert_eq!(report.urgency, Urgency::None);
+        assert!(report.context.iter().any(|c| c.contains("stale")));
+    }
+
+    #[test]
+    fn write_err_is_urgent_now() {
+        let report = read(&state_from(&["aof_diskfull_write_err.txt"]), 1.0e10);
+        assert_eq!(report.urgency, Urgency::Now);
+        assert!(report.headline.contains("WRITES ARE FAILING"));
+    }
+
+    #[test]
+    fn down_target_is_unknown() {
+        let mut state = state_from(&[]);
+        state.record_failure("refused", Duration::from_millis(1));
+        let report = read(&state, 1.0);
+        assert_eq!(report.card, "unknown");
+        assert!(report.headline.contains("refused"));
+        assert_eq!(reason_from_label("disk_full"), Some(Reason::DiskFull));
+    }
+}
