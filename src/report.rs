@@ -216,7 +216,7 @@ pub fn read(state: &TargetState, now_unix: f64) -> TargetReport {
             report.headline = "not applicable: AOF is off on this instance, so the rewrite status means nothing (a raw `err` there is stale).".into();
             report.urgency = Urgency::None;
             if info.aof_last_bgrewrite_status == Some(OpStatus::Err) {
-                report.context.push("The raw aof_last_bgrewrite_status still says err from when AOF was last on; it is ignored.".into());
+                report.context.push("The raw aof_last_bgrewrite_status still says err: a stale value from when AOF was last on, ignored here.".into());
             }
             report.context.push("Durability here rests on RDB snapshots: watch the last RDB save.".into());
         }
