@@ -83,6 +83,9 @@ pub struct TargetConfig {
     /// re-read at every reconnect, so a rotated password needs no restart. Never logged or
     /// exported.
     pub password_file: Option<PathBuf>,
+    /// The name of an environment variable holding the password, read at each (re)connect.
+    /// Never logged or exported.
+    pub password_env: Option<String>,
     /// Overrides the top-level `rdb_max_age` for this target.
     #[serde(default, with = "humantime_serde")]
     pub rdb_max_age: Option<Duration>,
@@ -107,6 +110,7 @@ impl fmt::Debug for TargetConfig {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("password_file", &self.password_file)
+            .field("password_env", &self.password_env)
             .finish_non_exhaustive()
     }
 }
@@ -200,6 +204,8 @@ pub enum PasswordSource {
     Inline(Secret),
     /// Read from this file at each (re)connect, so a rotated password is picked up.
     File(PathBuf),
+    /// Read from this environment variable at each (re)connect.
+    Env(String),
 }
 
 /// A validated target.
@@ -232,6 +238,9 @@ impl Target {
             None => Ok(None),
             Some(PasswordSource::Inline(secret)) => Ok(Some(secret.clone())),
             Some(PasswordSource::File(path)) => read_password_file(path).map(Some),
+            Some(PasswordSource::Env(name)) => std::env::var(name).map(|v| Some(Secret::new(v))).map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, "password environment variable is not set")
+            }),
         }
     }
 }
@@ -313,6 +322,7 @@ pub fn load_with_env(
             username: None,
             password: None,
             password_file: None,
+            password_env: None,
             rdb_max_age: None,
             config_command: None,
             log_file: None,
@@ -341,6 +351,7 @@ pub fn from_urls(urls: &[String]) -> Result<Settings, ConfigError> {
             username: None,
             password: None,
             password_file: None,
+            password_env: None,
             rdb_max_age: None,
             config_command: None,
             log_file: None,
@@ -446,6 +457,16 @@ impl FileConfig {
                 (a, b) => a.or(b),
             };
             let password = match (target.password, target.password_file, parsed.password) {
+                (None, None, None) if target.password_env.is_some() => {
+                    let name = target.password_env.clone().unwrap_or_default();
+                    if std::env::var_os(&name).is_none() {
+                        return Err(invalid(
+                            &key("password_env"),
+                            format!("the name of a set environment variable ({name} is not set)"),
+                        ));
+                    }
+                    Some(PasswordSource::Env(name))
+                }
                 (None, None, None) => None,
                 (Some(p), None, None) | (None, None, Some(p)) => {
                     Some(PasswordSource::Inline(Secret::new(p)))
@@ -466,10 +487,16 @@ impl FileConfig {
                 _ => {
                     return Err(invalid(
                         &key("password"),
-                        "only one of `password`, `password_file` or a password in the URL".into(),
+                        "only one of `password`, `password_file`, `password_env` or a password in the URL".into(),
                     ))
                 }
             };
+            if target.password_env.is_some() && !matches!(password, Some(PasswordSource::Env(_))) {
+                return Err(invalid(
+                    &key("password_env"),
+                    "only one of `password`, `password_file`, `password_env` or a password in the URL".into(),
+                ));
+            }
             let config_command = target
                 .config_command
                 .unwrap_or_else(|| self.config_command.clone());

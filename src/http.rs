@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 
@@ -17,28 +17,60 @@ use crate::metrics;
 use crate::report::{self, TargetReport};
 use crate::state::{unix_seconds, Store};
 
+/// A reload request from `POST /-/reload`; the answer is the outcome to report.
+pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<String, String>>;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The state to render.
+    pub store: Arc<Store>,
+    /// Where reload requests go; `None` when reloading is not possible (no config file).
+    pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
+}
+
 /// Builds the router. Read endpoints answer GET and HEAD only; anything else gets 405.
-pub fn router(store: Arc<Store>) -> Router {
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(landing))
         .route("/metrics", get(scrape))
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(|| async { "OK\n" }))
-        .with_state(store)
+        .route("/-/reload", post(reload))
+        .with_state(state)
 }
 
 /// Serves on `listener` until `shutdown` completes, then finishes in-flight requests.
 pub async fn serve(
     listener: TcpListener,
-    store: Arc<Store>,
+    state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(store))
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
 }
 
-async fn scrape(State(store): State<Arc<Store>>) -> Response {
+async fn reload(State(state): State<AppState>) -> Response {
+    let Some(sender) = state.reload else {
+        return (StatusCode::BAD_REQUEST, "no config file to reload\n").into_response();
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if sender.send(reply).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    match answer.await {
+        Ok(Ok(summary)) => (StatusCode::OK, format!("reloaded: {summary}\n")).into_response(),
+        Ok(Err(error)) => (
+            StatusCode::BAD_REQUEST,
+            format!("reload failed, previous config still running: {error}\n"),
+        )
+            .into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
+    }
+}
+
+async fn scrape(State(AppState { store, .. }): State<AppState>) -> Response {
     // Rendering is pure CPU; keep it off the threads that drive polls.
     match tokio::task::spawn_blocking(move || metrics::render(&store)).await {
         Ok(body) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response(),
@@ -46,7 +78,7 @@ async fn scrape(State(store): State<Arc<Store>>) -> Response {
     }
 }
 
-async fn landing(State(store): State<Arc<Store>>) -> Html<String> {
+async fn landing(State(AppState { store, .. }): State<AppState>) -> Html<String> {
     let now = unix_seconds(SystemTime::now());
     let reports: Vec<TargetReport> =
         store.with_all(|targets| targets.iter().map(|t| report::read(t, now)).collect());

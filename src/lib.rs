@@ -12,6 +12,7 @@
 //! - [`cause`]: probable cause from the Redis log and free space, on the Redis host only.
 //! - [`redis_client`]: the only module that knows the Redis client library.
 //! - [`poller`]: one task per target; owns its connection, schedule and deadline.
+//! - [`fleet`]: the running pollers, following (re)loaded config.
 //! - [`state`]: the latest snapshot per target and poll bookkeeping.
 //! - [`metrics`]: maps state to OpenMetrics series.
 //! - [`report`]: the brief's reading of a target (meaning, urgency, next steps) for people.
@@ -26,6 +27,7 @@ pub mod check;
 pub mod cause;
 pub mod history;
 pub mod config;
+pub mod fleet;
 pub mod http;
 pub mod info;
 pub mod metrics;

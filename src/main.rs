@@ -6,8 +6,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use redis_persistence_exporter::{check, config, http, poller, report, signal, state::Store};
-use tokio::sync::watch;
+use std::time::SystemTime;
+
+use redis_persistence_exporter::fleet::Fleet;
+use redis_persistence_exporter::{check, config, http, report, signal, state::Store};
+use tokio::sync::{mpsc, oneshot};
 
 /// Exit code for any configuration error.
 const EXIT_CONFIG: u8 = 2;
@@ -82,7 +85,7 @@ fn main() -> ExitCode {
         print_summary(&cli, &settings);
         return ExitCode::SUCCESS;
     }
-    match run(settings) {
+    match run(&cli, settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -160,6 +163,7 @@ fn print_summary(cli: &Cli, settings: &config::Settings) {
             (_, None) => "no password",
             (_, Some(config::PasswordSource::File(_))) => "password from file",
             (_, Some(config::PasswordSource::Inline(_))) => "inline password",
+            (_, Some(config::PasswordSource::Env(_))) => "password from environment",
         };
         println!("    - {} ({auth})", target.name);
     }
@@ -173,6 +177,7 @@ fn init_logging(level: tracing::Level, format: LogFormat) {
     ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -181,31 +186,75 @@ fn init_logging(level: tracing::Level, format: LogFormat) {
 }
 
 #[tokio::main]
-async fn run(settings: config::Settings) -> anyhow::Result<()> {
+async fn run(cli: &Cli, settings: config::Settings) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen_address)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen_address))?;
     let store = Arc::new(Store::new());
-    let (stop_polling, stop_rx) = watch::channel(false);
-    let pollers = poller::spawn_all(&settings, &store, &stop_rx);
+    let mut fleet = Fleet::new(store.clone());
+    fleet.apply(&settings);
+    store.record_reload(true, SystemTime::now());
     tracing::info!(
         address = %listener.local_addr()?,
         targets = settings.targets.len(),
         "serving /metrics"
     );
-    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = async move {
-        signal::terminate().await;
-        tracing::info!("shutting down");
-        let _ = stopped_tx.send(());
+
+    let (reload_tx, mut reload_rx) = mpsc::channel::<http::ReloadRequest>(4);
+    let (stop_http, http_stopped) = oneshot::channel::<()>();
+    let app = http::AppState {
+        store: store.clone(),
+        reload: cli.config.as_ref().map(|_| reload_tx),
     };
-    http::serve(listener, store, shutdown)
-        .await
-        .context("HTTP server failed")?;
-    let _ = stopped_rx.await;
-    let _ = stop_polling.send(true);
-    for poller in pollers {
-        let _ = poller.await;
+    let server = tokio::spawn(http::serve(listener, app, async {
+        let _ = http_stopped.await;
+    }));
+
+    let mut hangups = signal::Hangups::new();
+    let terminate = signal::terminate();
+    tokio::pin!(terminate);
+    loop {
+        let reply = tokio::select! {
+            _ = &mut terminate => break,
+            _ = hangups.next() => None,
+            Some(reply) = reload_rx.recv() => Some(reply),
+        };
+        let outcome = reload(cli, &settings, &mut fleet);
+        store.record_reload(outcome.is_ok(), SystemTime::now());
+        if let Some(reply) = reply {
+            let _ = reply.send(outcome);
+        }
+    }
+
+    // Stop polling first so nothing new starts, then let in-flight scrapes finish.
+    tracing::info!("shutting down");
+    fleet.stop().await;
+    let _ = stop_http.send(());
+    match tokio::time::timeout(std::time::Duration::from_secs(5), server).await {
+        Ok(Ok(result)) => result.context("HTTP server failed")?,
+        Ok(Err(_)) => anyhow::bail!("HTTP server task failed"),
+        Err(_) => tracing::warn!("in-flight requests did not finish within 5s; exiting anyway"),
     }
     Ok(())
+}
+
+/// Re-reads the config and applies it. On error the running config stays.
+fn reload(cli: &Cli, initial: &config::Settings, fleet: &mut Fleet) -> Result<String, String> {
+    let Some(path) = cli.config.as_deref() else {
+        return Err("no --config file to reload".into());
+    };
+    match load_settings(cli) {
+        Ok(settings) => {
+            if settings.listen_address != initial.listen_address {
+                tracing::warn!("listen_address changed; it takes effect only after a restart");
+            }
+            let changes = fleet.apply(&settings);
+            tracing::info!(config = %path.display(), %changes, "config reloaded");
+            Ok(changes.to_string())
+        }
+        Err(error) => {
+            tracing::error!(error = %error, "config reload failed; the previous config keeps running");
+            Err(error.to_string())
+        }
+    }
 }

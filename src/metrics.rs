@@ -247,7 +247,25 @@ struct StoreCollector {
 impl Collector for StoreCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         self.store
-            .with_all(|targets| encode_targets(&mut encoder, targets))
+            .with_all(|targets| encode_targets(&mut encoder, targets))?;
+        let reload = self.store.reload_status();
+        let name = format!("{SELF_PREFIX}_config_last_reload_successful");
+        let family = encoder.encode_descriptor(
+            &name,
+            "1 if the last config (re)load succeeded; 0 means the previous config is still running.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(i64::from(reload.last_successful)).encode(family)?;
+        let name = format!("{SELF_PREFIX}_config_last_reload_success_timestamp");
+        let family = encoder.encode_descriptor(
+            &name,
+            "Unix time of the last successful config (re)load.",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(reload.last_success_unix).encode(family)?;
+        Ok(())
     }
 }
 

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::cause::{self, FailureKind};
@@ -12,7 +11,7 @@ use crate::config::{Settings, Target};
 use crate::info::{self, OpStatus};
 use crate::redis_client::{ClientError, Connection};
 use crate::server_config::{self, ServerConfig};
-use crate::state::{lock, Causes, ConfigStatus, Snapshot, Store, TargetCell};
+use crate::state::{lock, Causes, ConfigStatus, Snapshot, TargetCell};
 
 /// Why one poll failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,7 +39,7 @@ impl PollError {
 }
 
 /// Timing shared by all pollers.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Schedule {
     /// Time between poll starts.
     pub interval: Duration,
@@ -60,31 +59,9 @@ impl From<&Settings> for Schedule {
     }
 }
 
-/// Starts one polling task per target and returns their handles.
-pub fn spawn_all(
-    settings: &Settings,
-    store: &Arc<Store>,
-    shutdown: &watch::Receiver<bool>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let schedule = Schedule::from(settings);
-    settings
-        .targets
-        .iter()
-        .map(|target| {
-            let target = Arc::new(target.clone());
-            let cell = store.insert(target.clone());
-            tokio::spawn(run(target, cell, schedule, shutdown.clone()))
-        })
-        .collect()
-}
-
-/// Polls one target until `shutdown` turns true.
-pub async fn run(
-    target: Arc<Target>,
-    cell: TargetCell,
-    schedule: Schedule,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Polls one target forever; the fleet stops it by aborting the task, which drops the
+/// connection with it.
+pub async fn run(target: Arc<Target>, cell: TargetCell, schedule: Schedule) {
     // Spread first polls over the interval so a thousand targets do not fire together; the
     // offset is stable per name so restarts keep the same phase.
     let first = Instant::now() + start_offset(&target.name, schedule.interval);
@@ -94,13 +71,7 @@ pub async fn run(
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut poller = Poller::new(target, cell, schedule);
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = shutdown.changed() => break,
-        }
-        if *shutdown.borrow() {
-            break;
-        }
+        ticker.tick().await;
         poller.poll().await;
     }
 }
@@ -114,6 +85,7 @@ pub struct Poller {
     was_up: Option<bool>,
     config_read_at: Option<Instant>,
     cause_key: Option<FailureKey>,
+    password_file_seen: Option<(SystemTime, u64)>,
 }
 
 impl Poller {
@@ -127,6 +99,7 @@ impl Poller {
             was_up: None,
             config_read_at: None,
             cause_key: None,
+            password_file_seen: None,
         }
     }
 
@@ -134,6 +107,11 @@ impl Poller {
     /// an outcome too.
     pub async fn poll(&mut self) {
         let target = self.target.clone();
+        if self.password_file_changed() {
+            // A rotated password takes effect on a fresh connection, without a restart.
+            tracing::info!(target_name = %target.name, "password file changed; reconnecting");
+            self.connection = None;
+        }
         let started = Instant::now();
         let config_due = target.config_command.is_some()
             && self
@@ -160,6 +138,19 @@ impl Poller {
                 self.was_up = Some(false);
             }
         }
+    }
+
+    /// Whether the password file's modification time or size moved since the last look.
+    fn password_file_changed(&mut self) -> bool {
+        let Some(crate::config::PasswordSource::File(path)) = &self.target.password else {
+            return false;
+        };
+        let Ok(meta) = std::fs::metadata(path) else {
+            return false;
+        };
+        let seen = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
+        let before = self.password_file_seen.replace(seen);
+        before.is_some_and(|before| before != seen)
     }
 
     async fn record_success(&mut self, reading: Reading, took: Duration) {

@@ -202,10 +202,20 @@ impl TargetState {
 /// A shared handle to one target's state.
 pub type TargetCell = Arc<Mutex<TargetState>>;
 
+/// The outcome of the last config (re)load.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ReloadStatus {
+    /// Whether the last reload succeeded (the initial load counts as one).
+    pub last_successful: bool,
+    /// Unix seconds of the last successful (re)load.
+    pub last_success_unix: f64,
+}
+
 /// All targets' state, keyed by target name.
 #[derive(Debug, Default)]
 pub struct Store {
     targets: RwLock<BTreeMap<String, TargetCell>>,
+    reload: Mutex<ReloadStatus>,
 }
 
 impl Store {
@@ -229,6 +239,20 @@ impl Store {
     /// The cell of a target, if known.
     pub fn get(&self, name: &str) -> Option<TargetCell> {
         read(&self.targets).get(name).cloned()
+    }
+
+    /// Records a (re)load outcome.
+    pub fn record_reload(&self, successful: bool, at: SystemTime) {
+        let mut status = self.reload.lock().unwrap_or_else(|p| p.into_inner());
+        status.last_successful = successful;
+        if successful {
+            status.last_success_unix = unix_seconds(at);
+        }
+    }
+
+    /// The last (re)load outcome.
+    pub fn reload_status(&self) -> ReloadStatus {
+        *self.reload.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Number of targets.
