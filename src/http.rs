@@ -13,12 +13,24 @@ use tokio::net::TcpListener;
 
 use std::time::{Duration, SystemTime};
 
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
 use crate::metrics;
+use crate::web::{self, BasicAuth, WebConfig};
 use crate::report::{self, TargetReport};
 use crate::state::{unix_seconds, Store};
 
 /// A reload request from `POST /-/reload`; the answer is the outcome to report.
 pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<String, String>>;
+
+/// How long any request may take before it is answered 408.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest request body accepted; no endpoint needs one.
+const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Renders of /metrics allowed at once; more wait their turn, so a scrape storm costs memory
+/// for a few renders only.
+const MAX_CONCURRENT_RENDERS: usize = 4;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -27,28 +39,60 @@ pub struct AppState {
     pub store: Arc<Store>,
     /// Where reload requests go; `None` when reloading is not possible (no config file).
     pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
+    /// Bounds concurrent renders.
+    pub renders: Arc<tokio::sync::Semaphore>,
+}
+
+impl AppState {
+    /// State for `store`, optionally accepting reloads.
+    pub fn new(store: Arc<Store>, reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>) -> Self {
+        AppState {
+            store,
+            reload,
+            renders: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_RENDERS)),
+        }
+    }
 }
 
 /// Builds the router. Read endpoints answer GET and HEAD only; anything else gets 405.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// With basic auth configured, every endpoint requires it.
+pub fn router(state: AppState, auth: Option<Arc<BasicAuth>>) -> Router {
+    let mut router = Router::new()
         .route("/", get(landing))
         .route("/metrics", get(scrape))
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(|| async { "OK\n" }))
         .route("/-/reload", post(reload))
-        .with_state(state)
+        .with_state(state);
+    if let Some(auth) = auth {
+        router = router.layer(axum::middleware::from_fn_with_state(auth, web::require_basic_auth));
+    }
+    router
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
 }
 
-/// Serves on `listener` until `shutdown` completes, then finishes in-flight requests.
+/// Serves on `listener` (with TLS and auth per `web`) until `shutdown` completes, then
+/// finishes in-flight requests.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
+    web: WebConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = router(state, web.auth);
+    match web.tls {
+        Some(acceptor) => {
+            axum::serve(web::TlsListener::new(listener, acceptor)?, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }
 
 async fn reload(State(state): State<AppState>) -> Response {
@@ -70,7 +114,10 @@ async fn reload(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn scrape(State(AppState { store, .. }): State<AppState>) -> Response {
+async fn scrape(State(AppState { store, renders, .. }): State<AppState>) -> Response {
+    let Ok(_permit) = renders.acquire_owned().await else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    };
     // Rendering is pure CPU; keep it off the threads that drive polls.
     match tokio::task::spawn_blocking(move || metrics::render(&store)).await {
         Ok(body) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response(),

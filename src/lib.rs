@@ -18,6 +18,7 @@
 //! - [`report`]: the brief's reading of a target (meaning, urgency, next steps) for people.
 //! - [`check`]: the one-shot `check` command.
 //! - [`http`]: serves `/metrics` and the status page.
+//! - [`web`]: TLS and basic auth for the exporter's own endpoints (`--web.config.file`).
 //! - [`signal`]: process signals as futures.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -37,3 +38,4 @@ pub mod report;
 pub mod server_config;
 pub mod signal;
 pub mod state;
+pub mod web;

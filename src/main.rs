@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::time::SystemTime;
 
 use redis_persistence_exporter::fleet::Fleet;
-use redis_persistence_exporter::{check, config, http, report, signal, state::Store};
+use redis_persistence_exporter::{check, config, http, report, signal, state::Store, web};
 use tokio::sync::{mpsc, oneshot};
 
 /// Exit code for any configuration error.
@@ -33,6 +33,9 @@ struct Cli {
     /// Address to serve /metrics on; overrides `listen_address` in the config.
     #[arg(long = "web.listen-address", value_name = "ADDR")]
     web_listen_address: Option<String>,
+    /// TLS and basic auth for /metrics, in the Prometheus web configuration file format.
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    web_config_file: Option<PathBuf>,
     /// Validate the config, print a summary and exit (0 if valid, 2 if not).
     #[arg(long)]
     check_config: bool,
@@ -81,11 +84,22 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let web = match &cli.web_config_file {
+        Some(path) => match web::load(path) {
+            Ok(web) => web,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        None => web::WebConfig::default(),
+    };
     if cli.check_config {
         print_summary(&cli, &settings);
+        println!("  web: {web:?}");
         return ExitCode::SUCCESS;
     }
-    match run(&cli, settings) {
+    match run(&cli, settings, web) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -186,7 +200,7 @@ fn init_logging(level: tracing::Level, format: LogFormat) {
 }
 
 #[tokio::main]
-async fn run(cli: &Cli, settings: config::Settings) -> anyhow::Result<()> {
+async fn run(cli: &Cli, settings: config::Settings, web: web::WebConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen_address)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen_address))?;
@@ -202,11 +216,8 @@ async fn run(cli: &Cli, settings: config::Settings) -> anyhow::Result<()> {
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<http::ReloadRequest>(4);
     let (stop_http, http_stopped) = oneshot::channel::<()>();
-    let app = http::AppState {
-        store: store.clone(),
-        reload: cli.config.as_ref().map(|_| reload_tx),
-    };
-    let server = tokio::spawn(http::serve(listener, app, async {
+    let app = http::AppState::new(store.clone(), cli.config.as_ref().map(|_| reload_tx));
+    let server = tokio::spawn(http::serve(listener, app, web, async {
         let _ = http_stopped.await;
     }));
 
