@@ -99,6 +99,21 @@ pub struct TargetConfig {
     /// The Redis data directory (its `dir`), when the exporter runs on the Redis host. With
     /// it, free bytes and inodes of that filesystem are exported.
     pub data_dir: Option<PathBuf>,
+    /// `rediss://` only: PEM file of the CA(s) that signed the server's certificate. Default:
+    /// the system's trusted roots.
+    pub tls_ca_file: Option<PathBuf>,
+    /// `rediss://` only: client certificate (PEM), for servers with `tls-auth-clients yes`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// `rediss://` only: the client certificate's private key (PEM).
+    pub tls_key_file: Option<PathBuf>,
+    /// `rediss://` only: the name to verify the server's certificate against (and send as
+    /// SNI) when it differs from the URL's host, e.g. when connecting by IP address.
+    pub tls_server_name: Option<String>,
+    /// `rediss://` only: skip verifying the server's certificate. Encrypts but does not
+    /// authenticate the server, so a man in the middle could read the password; logged as a
+    /// warning at every (re)load. Default false.
+    #[serde(default)]
+    pub tls_insecure_skip_verify: bool,
 }
 
 // Hand-written so a password can never reach a log line through `{:?}`.
@@ -229,6 +244,21 @@ pub struct Target {
     pub log_file: Option<PathBuf>,
     /// The Redis data directory, when on this host.
     pub data_dir: Option<PathBuf>,
+    /// TLS client settings for `rediss://` targets.
+    pub tls: Option<TlsClient>,
+}
+
+/// TLS client settings of a `rediss://` target.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsClient {
+    /// CA bundle; `None` means the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key, for mutual TLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// Name to verify and send as SNI instead of the URL host.
+    pub server_name: Option<String>,
+    /// Skip certificate verification (loudly).
+    pub insecure_skip_verify: bool,
 }
 
 impl Target {
@@ -327,6 +357,11 @@ pub fn load_with_env(
             config_command: None,
             log_file: None,
             data_dir: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_server_name: None,
+            tls_insecure_skip_verify: false,
         });
     }
     let base_dir = path.and_then(Path::parent);
@@ -356,6 +391,11 @@ pub fn from_urls(urls: &[String]) -> Result<Settings, ConfigError> {
             config_command: None,
             log_file: None,
             data_dir: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_server_name: None,
+            tls_insecure_skip_verify: false,
         })
         .collect();
     file.validate("command line", None)
@@ -510,6 +550,56 @@ impl FileConfig {
                 Some(base) if path.is_relative() => base.join(path),
                 _ => path,
             };
+            let is_tls = matches!(parsed.address, Address::Tcp { tls: true, .. });
+            let tls_keys_used = target.tls_ca_file.is_some()
+                || target.tls_cert_file.is_some()
+                || target.tls_key_file.is_some()
+                || target.tls_server_name.is_some()
+                || target.tls_insecure_skip_verify;
+            if tls_keys_used && !is_tls {
+                return Err(invalid(
+                    &key("url"),
+                    "a rediss:// URL, since tls_* keys are set for this target".into(),
+                ));
+            }
+            let readable = |field: &str, path: &Option<PathBuf>| -> Result<Option<PathBuf>, ConfigError> {
+                match path.clone().map(&relative) {
+                    Some(path) => match std::fs::metadata(&path) {
+                        Ok(_) => Ok(Some(path)),
+                        Err(e) => Err(invalid(
+                            &key(field),
+                            format!("a readable PEM file ({}: {})", path.display(), e.kind()),
+                        )),
+                    },
+                    None => Ok(None),
+                }
+            };
+            let client_cert = match (
+                readable("tls_cert_file", &target.tls_cert_file)?,
+                readable("tls_key_file", &target.tls_key_file)?,
+            ) {
+                (Some(cert), Some(key_file)) => Some((cert, key_file)),
+                (None, None) => None,
+                _ => {
+                    return Err(invalid(
+                        &key("tls_cert_file"),
+                        "tls_cert_file and tls_key_file together, or neither".into(),
+                    ))
+                }
+            };
+            let tls = is_tls.then(|| TlsClient {
+                ca_file: None,
+                client_cert,
+                server_name: target.tls_server_name.clone(),
+                insecure_skip_verify: target.tls_insecure_skip_verify,
+            });
+            let tls = match tls {
+                Some(mut tls) => {
+                    tls.ca_file = readable("tls_ca_file", &target.tls_ca_file)?;
+                    Some(tls)
+                }
+                None => None,
+            };
             targets.push(Target {
                 name,
                 labels,
@@ -520,6 +610,7 @@ impl FileConfig {
                 config_command: Some(config_command).filter(|c| !c.is_empty()),
                 log_file: target.log_file.map(relative),
                 data_dir: target.data_dir.map(relative),
+                tls,
             });
         }
         if self.config_refresh_interval < self.poll_interval {

@@ -84,6 +84,11 @@ impl Fleet {
             changes.removed += 1;
         }
 
+        for target in wanted.values() {
+            if target.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
+                tracing::warn!(target_name = %target.name, "tls_insecure_skip_verify is on: the server's certificate is NOT verified; anyone in the path can impersonate it and read the password");
+            }
+        }
         for (name, target) in wanted {
             let existing = self.running.get(name);
             let cell = match existing {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use fred::clients::Client;
 use fred::interfaces::ClientLike;
 use fred::types::config::{
-    Config, ConnectionConfig, PerformanceConfig, ServerConfig, TlsConnector,
+    Config, ConnectionConfig, PerformanceConfig, Server, ServerConfig, TlsConnector,
 };
 use fred::types::{ClusterHash, CustomCommand};
 
@@ -78,6 +78,12 @@ impl ClientError {
                 ClientError::Auth(details)
             }
             ErrorKind::Tls => ClientError::Tls(details),
+            // rustls failures surface from fred as I/O errors carrying the TLS reason.
+            ErrorKind::IO
+                if upper.contains("CERTIFICATE") || upper.contains("HANDSHAKE") || upper.contains("TLS") =>
+            {
+                ClientError::Tls(details)
+            }
             ErrorKind::Protocol | ErrorKind::Parse => ClientError::Protocol(details),
             ErrorKind::IO if upper.contains("REFUSED") || upper.contains("NO SUCH FILE") => {
                 ClientError::Refused(details)
@@ -114,16 +120,18 @@ impl Connection {
             .current_password()
             .map_err(|e| ClientError::PasswordFile(e.kind().to_string()))?;
         let server = match &target.address {
-            Address::Tcp { host, port, .. } => ServerConfig::new_centralized(host, *port),
+            Address::Tcp { host, port, .. } => ServerConfig::Centralized {
+                server: Server::new_with_tls(
+                    host.clone(),
+                    *port,
+                    target.tls.as_ref().and_then(|t| t.server_name.clone()),
+                ),
+            },
             Address::Unix { path } => ServerConfig::Unix { path: path.clone() },
         };
-        let tls = match &target.address {
-            Address::Tcp { tls: true, .. } => Some(
-                TlsConnector::default_rustls()
-                    .map_err(|e| ClientError::Tls(e.details().to_string()))?
-                    .into(),
-            ),
-            _ => None,
+        let tls = match &target.tls {
+            Some(settings) => Some(TlsConnector::from(tls::client_config(settings)?).into()),
+            None => None,
         };
         let config = Config {
             fail_fast: true,
@@ -201,5 +209,109 @@ impl Drop for Connection {
         // Aborting the task closes the socket at once, even when the server is frozen and a
         // polite QUIT would never be answered.
         self.connection_task.abort();
+    }
+}
+
+/// The rustls client configuration for `rediss://` targets.
+mod tls {
+    use std::sync::Arc;
+
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::client::danger::{
+        HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+    };
+    use tokio_rustls::rustls::crypto::{verify_tls12_signature, verify_tls13_signature};
+    use tokio_rustls::rustls::{DigitallySignedStruct, SignatureScheme};
+
+    use super::ClientError;
+    use crate::config::TlsClient;
+
+    /// Builds the client config: CA file or system roots, optional client certificate, and
+    /// the explicit insecure mode.
+    pub fn client_config(settings: &TlsClient) -> Result<rustls::ClientConfig, ClientError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
+        let builder = if settings.insecure_skip_verify {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+        } else {
+            let mut roots = rustls::RootCertStore::empty();
+            match &settings.ca_file {
+                Some(path) => {
+                    let certs = CertificateDer::pem_file_iter(path)
+                        .map_err(|e| ClientError::Tls(format!("tls_ca_file: {e}")))?;
+                    for cert in certs {
+                        let cert = cert.map_err(|e| ClientError::Tls(format!("tls_ca_file: {e}")))?;
+                        roots
+                            .add(cert)
+                            .map_err(|e| ClientError::Tls(format!("tls_ca_file: {e}")))?;
+                    }
+                }
+                None => {
+                    for cert in rustls_native_certs::load_native_certs().certs {
+                        let _ = roots.add(cert);
+                    }
+                }
+            }
+            builder.with_root_certificates(roots)
+        };
+        match &settings.client_cert {
+            Some((cert_file, key_file)) => {
+                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
+                    .and_then(|iter| iter.collect())
+                    .map_err(|e| ClientError::Tls(format!("tls_cert_file: {e}")))?;
+                let key = PrivateKeyDer::from_pem_file(key_file)
+                    .map_err(|e| ClientError::Tls(format!("tls_key_file: {e}")))?;
+                builder
+                    .with_client_auth_cert(certs, key)
+                    .map_err(|e| ClientError::Tls(format!("client certificate: {e}")))
+            }
+            None => Ok(builder.with_no_client_auth()),
+        }
+    }
+
+    /// `tls_insecure_skip_verify`: accepts any server certificate but still checks that the
+    /// handshake signatures are valid for the certificate presented.
+    #[derive(Debug)]
+    struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+    impl ServerCertVerifier for AcceptAnyCertificate {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp_response: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
     }
 }

@@ -351,6 +351,7 @@ mod tests {
             config_command: None,
             log_file: None,
             data_dir: None,
+            tls: None,
         };
         let mut state = TargetState::new(Arc::new(target));
         for file in files {
