@@ -248,7 +248,8 @@ async fn poll_once(
     timeout: Duration,
     config_due: bool,
 ) -> Result<Reading, PollError> {
-    if connection.is_none() {
+    if connection.as_ref().is_none_or(|c| !c.is_alive()) {
+        *connection = None;
         *connection = Some(Connection::open(target, timeout).await?);
     }
     let Some(open) = connection.as_mut() else {

@@ -8,6 +8,8 @@
 //! dropped by the poller and a fresh one is opened on the next poll, inside that poll's
 //! deadline. That keeps a frozen server from queueing commands behind a dead socket.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fred::clients::Client;
@@ -21,6 +23,10 @@ use crate::config::{Address, Target};
 
 /// Sections asked for in the single `INFO` call: persistence, plus the siblings that explain it.
 pub const INFO_SECTIONS: &[&str] = &["server", "memory", "persistence", "stats", "replication"];
+
+/// The largest reply accepted. `INFO` of every section is a few KiB even with dozens of
+/// replicas; anything near this is not a Redis answering `INFO`.
+pub const MAX_REPLY_BYTES: usize = 1 << 20;
 
 /// Why talking to a target failed. [`ClientError::reason`] is the bounded `reason` label.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,9 +52,15 @@ pub enum ClientError {
     /// Any other I/O failure: reset, closed mid-reply, unreachable.
     #[error("I/O error: {0}")]
     Io(String),
+    /// The client's own deadline passed.
+    #[error("no answer in time")]
+    Timeout,
     /// The password file could not be read.
     #[error("cannot read password file: {0}")]
     PasswordFile(String),
+    /// The server sent more than [`MAX_REPLY_BYTES`] in answer to one command.
+    #[error("reply larger than {MAX_REPLY_BYTES} bytes; connection closed")]
+    ReplyTooLarge,
 }
 
 impl ClientError {
@@ -62,7 +74,9 @@ impl ClientError {
             ClientError::Protocol(_) => "protocol",
             ClientError::Server(_) => "server_error",
             ClientError::Io(_) => "io",
+            ClientError::Timeout => "timeout",
             ClientError::PasswordFile(_) => "password_file",
+            ClientError::ReplyTooLarge => "reply_too_large",
         }
     }
 
@@ -88,7 +102,8 @@ impl ClientError {
             ErrorKind::IO if upper.contains("REFUSED") || upper.contains("NO SUCH FILE") => {
                 ClientError::Refused(details)
             }
-            ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Timeout => ClientError::Io(details),
+            ErrorKind::Timeout => ClientError::Timeout,
+            ErrorKind::IO | ErrorKind::Canceled => ClientError::Io(details),
             _ if upper.starts_with("ERR") || upper.contains("UNKNOWN COMMAND") => {
                 ClientError::Server(details)
             }
@@ -111,6 +126,8 @@ pub struct Connection {
     client: Client,
     connection_task: tokio::task::JoinHandle<Result<(), fred::error::Error>>,
     info_form: InfoForm,
+    /// Set by the relay when it cut the connection for an oversized reply.
+    oversized: Arc<AtomicBool>,
 }
 
 impl Connection {
@@ -119,15 +136,25 @@ impl Connection {
         let password = target
             .current_password()
             .map_err(|e| ClientError::PasswordFile(e.kind().to_string()))?;
-        let server = match &target.address {
-            Address::Tcp { host, port, .. } => ServerConfig::Centralized {
-                server: Server::new_with_tls(
-                    host.clone(),
-                    *port,
-                    target.tls.as_ref().and_then(|t| t.server_name.clone()),
-                ),
+        // The client reaches the target through a relay that enforces a byte budget per
+        // reply: fred buffers any reply whole, so a hostile server could otherwise make us
+        // hold gigabytes. The relay connects first, so "refused" is reported as such.
+        let upstream = guard::connect(&target.address).await?;
+        let oversized = Arc::new(AtomicBool::new(false));
+        let server = match (&target.address, &target.tls) {
+            (Address::Tcp { host, .. }, Some(tls)) => {
+                let relay = guard::relay_tcp(upstream, MAX_REPLY_BYTES, oversized.clone()).await?;
+                ServerConfig::Centralized {
+                    server: Server::new_with_tls(
+                        relay.ip().to_string(),
+                        relay.port(),
+                        Some(tls.server_name.clone().unwrap_or_else(|| host.clone())),
+                    ),
+                }
+            }
+            _ => ServerConfig::Unix {
+                path: guard::relay_unix(upstream, MAX_REPLY_BYTES, oversized.clone())?,
             },
-            Address::Unix { path } => ServerConfig::Unix { path: path.clone() },
         };
         let tls = match &target.tls {
             Some(settings) => Some(TlsConnector::from(tls::client_config(settings)?).into()),
@@ -153,13 +180,24 @@ impl Connection {
         let connection_task = client.connect();
         if let Err(error) = client.wait_for_connect().await {
             connection_task.abort();
-            return Err(ClientError::from_fred(&error));
+            return Err(if oversized.load(Ordering::Relaxed) {
+                ClientError::ReplyTooLarge
+            } else {
+                ClientError::from_fred(&error)
+            });
         }
         Ok(Connection {
             client,
             connection_task,
             info_form: InfoForm::MultiSection,
+            oversized,
         })
+    }
+
+    /// Whether the connection is still open. A server that died since the last poll has
+    /// closed it; reusing it would only wait for the poll timeout.
+    pub fn is_alive(&self) -> bool {
+        !self.connection_task.is_finished() && self.client.is_connected()
     }
 
     /// Sends one `INFO` and returns the reply text. Falls back to plain `INFO` once if the
@@ -187,7 +225,7 @@ impl Connection {
             .client
             .custom(cmd, args)
             .await
-            .map_err(|e| ClientError::from_fred(&e))?;
+            .map_err(|e| self.error(&e))?;
         Ok(reply
             .chunks_exact(2)
             .map(|pair| (pair[0].clone(), pair[1].clone()))
@@ -200,7 +238,15 @@ impl Connection {
         self.client
             .custom::<String, _>(cmd, args)
             .await
-            .map_err(|e| ClientError::from_fred(&e))
+            .map_err(|e| self.error(&e))
+    }
+
+    fn error(&self, error: &fred::error::Error) -> ClientError {
+        if self.oversized.load(Ordering::Relaxed) {
+            ClientError::ReplyTooLarge
+        } else {
+            ClientError::from_fred(error)
+        }
     }
 }
 
@@ -312,6 +358,166 @@ mod tls {
 
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
             self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+}
+
+/// The byte-budget relay between fred and the target.
+mod guard {
+    use std::io;
+    use std::net::SocketAddr;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    use std::sync::{Arc, OnceLock};
+
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+    use super::ClientError;
+    use crate::config::Address;
+
+    /// A connected upstream socket.
+    pub enum Upstream {
+        Tcp(TcpStream),
+        Unix(UnixStream),
+    }
+
+    /// Connects to the target itself.
+    pub async fn connect(address: &Address) -> Result<Upstream, ClientError> {
+        let map = |e: io::Error| match e.kind() {
+            io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => {
+                ClientError::Refused(e.to_string())
+            }
+            _ => ClientError::Io(e.to_string()),
+        };
+        match address {
+            Address::Tcp { host, port, .. } => {
+                let stream = TcpStream::connect((host.as_str(), *port)).await.map_err(map)?;
+                let _ = stream.set_nodelay(true);
+                Ok(Upstream::Tcp(stream))
+            }
+            Address::Unix { path } => Ok(Upstream::Unix(UnixStream::connect(path).await.map_err(map)?)),
+        }
+    }
+
+    /// A folder only this process's user can enter, for the relay sockets.
+    fn private_dir() -> io::Result<&'static PathBuf> {
+        static DIR: OnceLock<PathBuf> = OnceLock::new();
+        if let Some(dir) = DIR.get() {
+            return Ok(dir);
+        }
+        let dir = std::env::temp_dir().join(format!("redis-persistence-exporter-{}", std::process::id()));
+        use std::os::unix::fs::DirBuilderExt;
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        Ok(DIR.get_or_init(|| dir))
+    }
+
+    /// Starts a relay on a unix socket in a private folder and returns its path. The socket
+    /// file is removed as soon as the client has connected.
+    pub fn relay_unix(
+        upstream: Upstream,
+        limit: usize,
+        oversized: Arc<AtomicBool>,
+    ) -> Result<PathBuf, ClientError> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let io_err = |e: io::Error| ClientError::Io(format!("relay: {e}"));
+        let path = private_dir()
+            .map_err(io_err)?
+            .join(format!("{}.sock", NEXT.fetch_add(1, Ordering::Relaxed)));
+        let listener = UnixListener::bind(&path).map_err(io_err)?;
+        let socket_path = path.clone();
+        tokio::spawn(async move {
+            let accepted = tokio::time::timeout(std::time::Duration::from_secs(30), listener.accept()).await;
+            let _ = std::fs::remove_file(&socket_path);
+            if let Ok(Ok((client, _))) = accepted {
+                pump(client, upstream, limit, oversized).await;
+            }
+        });
+        Ok(path)
+    }
+
+    /// Starts a relay on a loopback TCP port (for TLS, which fred only speaks over TCP).
+    pub async fn relay_tcp(
+        upstream: Upstream,
+        limit: usize,
+        oversized: Arc<AtomicBool>,
+    ) -> Result<SocketAddr, ClientError> {
+        let io_err = |e: io::Error| ClientError::Io(format!("relay: {e}"));
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(io_err)?;
+        let address = listener.local_addr().map_err(io_err)?;
+        tokio::spawn(async move {
+            let accepted = tokio::time::timeout(std::time::Duration::from_secs(30), listener.accept()).await;
+            drop(listener);
+            if let Ok(Ok((client, _))) = accepted {
+                let _ = client.set_nodelay(true);
+                pump(client, upstream, limit, oversized).await;
+            }
+        });
+        Ok(address)
+    }
+
+    async fn pump<C>(client: C, upstream: Upstream, limit: usize, oversized: Arc<AtomicBool>)
+    where
+        C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        match upstream {
+            Upstream::Tcp(s) => pump_pair(client, s, limit, oversized).await,
+            Upstream::Unix(s) => pump_pair(client, s, limit, oversized).await,
+        }
+    }
+
+    /// Copies both ways. Every request from the client restores the reply budget; the
+    /// server may send at most `limit` bytes between two requests, or both sides close.
+    async fn pump_pair<C, U>(client: C, upstream: U, limit: usize, oversized: Arc<AtomicBool>)
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+        U: AsyncRead + AsyncWrite + Unpin,
+    {
+        let budget = Arc::new(AtomicUsize::new(limit));
+        let (mut client_read, mut client_write) = tokio::io::split(client);
+        let (mut upstream_read, mut upstream_write) = tokio::io::split(upstream);
+        let requests = {
+            let budget = budget.clone();
+            async move {
+                let mut buffer = [0u8; 4096];
+                loop {
+                    let n = client_read.read(&mut buffer).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    budget.store(limit, Ordering::Relaxed);
+                    if upstream_write.write_all(&buffer[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        let replies = async move {
+            let mut buffer = [0u8; 16384];
+            loop {
+                let n = upstream_read.read(&mut buffer).await.unwrap_or(0);
+                if n == 0 {
+                    return;
+                }
+                let left = budget.load(Ordering::Relaxed);
+                if n > left {
+                    oversized.store(true, Ordering::Relaxed);
+                    return;
+                }
+                budget.store(left - n, Ordering::Relaxed);
+                if client_write.write_all(&buffer[..n]).await.is_err() {
+                    return;
+                }
+            }
+        };
+        // Whichever direction ends first ends both: dropping the halves closes the sockets.
+        tokio::select! {
+            _ = requests => {}
+            _ = replies => {}
         }
     }
 }
