@@ -62,16 +62,23 @@ mod tests {
         assert_eq!(card_of("aof_rewrite_killed_err.txt"), CardState::Err);
         assert_eq!(card_of("aof_rewrite_killed_x3_err.txt"), CardState::Err);
         assert_eq!(card_of("aof_rewrite_recovered_ok.txt"), CardState::Ok);
-        assert_eq!(card_of("aof_disabled_stale_err.txt"), CardState::NotApplicable);
+        assert_eq!(
+            card_of("aof_disabled_stale_err.txt"),
+            CardState::NotApplicable
+        );
         assert_eq!(card_of("rdb_before_ok.txt"), CardState::NotApplicable);
-        assert_eq!(card_of("rdb_bgsave_killed_err.txt"), CardState::NotApplicable);
+        assert_eq!(
+            card_of("rdb_bgsave_killed_err.txt"),
+            CardState::NotApplicable
+        );
     }
 
     #[test]
     fn write_failure_alone_does_not_turn_the_card_red() {
         // The brief: write status is a different signal from rewrite status.
-        let info = parse("aof_enabled:1\naof_last_bgrewrite_status:ok\naof_last_write_status:err\n")
-            .unwrap();
+        let info =
+            parse("aof_enabled:1\naof_last_bgrewrite_status:ok\naof_last_write_status:err\n")
+                .unwrap();
         assert_eq!(CardState::from_info(&info), CardState::Ok);
     }
 }

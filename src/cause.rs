@@ -89,9 +89,9 @@ pub fn classify_line(line: &str) -> Option<(FailureKind, Reason)> {
     let lower = line.to_ascii_lowercase();
     // Redis prefixes each line with `pid:role`; role `C` is a forked child, which only ever
     // rewrites the AOF or saves the RDB, so its write errors belong to that operation.
-    let from_child = line
-        .split_once(':')
-        .is_some_and(|(pid, rest)| pid.bytes().all(|b| b.is_ascii_digit()) && rest.starts_with("C "));
+    let from_child = line.split_once(':').is_some_and(|(pid, rest)| {
+        pid.bytes().all(|b| b.is_ascii_digit()) && rest.starts_with("C ")
+    });
     let mentions_aof = lower.contains("append only") || lower.contains("aof");
     let kind = if from_child {
         if mentions_aof {
@@ -115,18 +115,31 @@ pub fn classify_line(line: &str) -> Option<(FailureKind, Reason)> {
         return None;
     };
     let failure_words = [
-        "error", "can't", "cannot", "failed", "terminated by signal", "killed", "no space",
+        "error",
+        "can't",
+        "cannot",
+        "failed",
+        "terminated by signal",
+        "killed",
+        "no space",
     ];
-    if !failure_words.iter().any(|w| lower.contains(w)) || lower.contains("terminated with success") {
+    if !failure_words.iter().any(|w| lower.contains(w)) || lower.contains("terminated with success")
+    {
         return None;
     }
-    let reason = if lower.contains("no space left") || lower.contains("quota exceeded") || lower.contains("enospc") {
+    let reason = if lower.contains("no space left")
+        || lower.contains("quota exceeded")
+        || lower.contains("enospc")
+    {
         Reason::DiskFull
     } else if lower.contains("fork:") || lower.contains("fork()") || lower.contains("can't fork") {
         Reason::ForkFailed
     } else if lower.contains("terminated by signal") || lower.contains("killed") {
         Reason::ChildKilled
-    } else if lower.contains("input/output error") || lower.contains("eio") || lower.contains("i/o error") {
+    } else if lower.contains("input/output error")
+        || lower.contains("eio")
+        || lower.contains("i/o error")
+    {
         Reason::IoError
     } else {
         Reason::Unknown
@@ -219,7 +232,10 @@ mod tests {
         let log = "x # Background AOF rewrite terminated by signal 9\n\
                    x # Can't rewrite append only file in background: fork: Cannot allocate memory\n\
                    x * Background saving terminated with success\n";
-        assert_eq!(latest_reason(log, FailureKind::AofRewrite), Some(Reason::ForkFailed));
+        assert_eq!(
+            latest_reason(log, FailureKind::AofRewrite),
+            Some(Reason::ForkFailed)
+        );
         assert_eq!(latest_reason(log, FailureKind::RdbBgsave), None);
     }
 

@@ -47,9 +47,9 @@ pub fn exit_code(reports: &[TargetReport]) -> u8 {
 }
 
 /// Runs futures concurrently and keeps their order, without pulling in a futures crate.
-async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futures.map(tokio::spawn).collect();

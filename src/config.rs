@@ -268,9 +268,14 @@ impl Target {
             None => Ok(None),
             Some(PasswordSource::Inline(secret)) => Ok(Some(secret.clone())),
             Some(PasswordSource::File(path)) => read_password_file(path).map(Some),
-            Some(PasswordSource::Env(name)) => std::env::var(name).map(|v| Some(Secret::new(v))).map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::NotFound, "password environment variable is not set")
-            }),
+            Some(PasswordSource::Env(name)) => std::env::var(name)
+                .map(|v| Some(Secret::new(v)))
+                .map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "password environment variable is not set",
+                    )
+                }),
         }
     }
 }
@@ -406,7 +411,10 @@ fn describe_config_error(error: &config::ConfigError) -> String {
     let message = error.to_string();
     // serde quotes offending string values; under a password key that could be the secret.
     if message.contains("password`") && message.contains('"') {
-        let key_part = message.rsplit_once(" for key ").map(|(_, key)| key).unwrap_or("");
+        let key_part = message
+            .rsplit_once(" for key ")
+            .map(|(_, key)| key)
+            .unwrap_or("");
         return format!("invalid value for key {key_part}: expected a string");
     }
     message
@@ -456,7 +464,8 @@ impl FileConfig {
         let mut targets = Vec::with_capacity(self.targets.len());
         for (index, target) in self.targets.into_iter().enumerate() {
             let key = |field: &str| format!("targets[{index}].{field}");
-            let parsed = parse_url(&target.url).map_err(|expected| invalid(&key("url"), expected))?;
+            let parsed =
+                parse_url(&target.url).map_err(|expected| invalid(&key("url"), expected))?;
             let name = target.name.clone().unwrap_or(parsed.display.clone());
             if name.is_empty() || name.chars().any(char::is_control) {
                 return Err(invalid(&key("name"), "a non-empty printable name".into()));
@@ -472,8 +481,7 @@ impl FileConfig {
                 if !is_valid_label_name(label) {
                     return Err(invalid(
                         &key(&format!("labels.{label}")),
-                        "a label name matching [a-zA-Z_][a-zA-Z0-9_]* not starting with __"
-                            .into(),
+                        "a label name matching [a-zA-Z_][a-zA-Z0-9_]* not starting with __".into(),
                     ));
                 }
                 if RESERVED_LABELS.contains(&label.as_str()) {
@@ -540,7 +548,10 @@ impl FileConfig {
             let config_command = target
                 .config_command
                 .unwrap_or_else(|| self.config_command.clone());
-            if config_command.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            if config_command
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+            {
                 return Err(invalid(
                     &key("config_command"),
                     "a single command name without spaces, or \"\" to turn CONFIG GET off".into(),
@@ -562,18 +573,19 @@ impl FileConfig {
                     "a rediss:// URL, since tls_* keys are set for this target".into(),
                 ));
             }
-            let readable = |field: &str, path: &Option<PathBuf>| -> Result<Option<PathBuf>, ConfigError> {
-                match path.clone().map(&relative) {
-                    Some(path) => match std::fs::metadata(&path) {
-                        Ok(_) => Ok(Some(path)),
-                        Err(e) => Err(invalid(
-                            &key(field),
-                            format!("a readable PEM file ({}: {})", path.display(), e.kind()),
-                        )),
-                    },
-                    None => Ok(None),
-                }
-            };
+            let readable =
+                |field: &str, path: &Option<PathBuf>| -> Result<Option<PathBuf>, ConfigError> {
+                    match path.clone().map(&relative) {
+                        Some(path) => match std::fs::metadata(&path) {
+                            Ok(_) => Ok(Some(path)),
+                            Err(e) => Err(invalid(
+                                &key(field),
+                                format!("a readable PEM file ({}: {})", path.display(), e.kind()),
+                            )),
+                        },
+                        None => Ok(None),
+                    }
+                };
             let client_cert = match (
                 readable("tls_cert_file", &target.tls_cert_file)?,
                 readable("tls_key_file", &target.tls_key_file)?,
@@ -658,7 +670,7 @@ fn parse_url(raw: &str) -> Result<ParsedUrl, String> {
     let url = url::Url::parse(raw).map_err(|e| format!("{EXPECTED} ({e})"))?;
     let username = Some(url.username())
         .filter(|u| !u.is_empty())
-        .map(|u| percent_decode(u));
+        .map(percent_decode);
     let password = url.password().map(percent_decode);
     match url.scheme() {
         "redis" | "rediss" => {
@@ -673,7 +685,10 @@ fn parse_url(raw: &str) -> Result<ParsedUrl, String> {
                     "{EXPECTED} (a path or query is not supported; INFO is the same for every database)"
                 ));
             }
-            let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
             let display = if host.contains(':') {
                 format!("{}://[{host}]:{port}", url.scheme())
             } else {
@@ -708,7 +723,10 @@ fn percent_decode(text: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Some(byte) = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            if let Some(byte) = text
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 out.push(byte);
                 i += 3;
                 continue;
@@ -750,7 +768,11 @@ mod tests {
     #[test]
     fn environment_overrides_the_file() {
         let mut file = tempfile::NamedTempFile::new().unwrap();
-        writeln!(file, "poll_interval = \"5s\"\n[[targets]]\nurl = \"redis://a\"").unwrap();
+        writeln!(
+            file,
+            "poll_interval = \"5s\"\n[[targets]]\nurl = \"redis://a\""
+        )
+        .unwrap();
         let env = vec![(
             "REDIS_PERSISTENCE_EXPORTER_POLL_INTERVAL".to_owned(),
             "30s".to_owned(),
@@ -761,7 +783,9 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let err = load_text("pol_interval = \"5s\"\n").unwrap_err().to_string();
+        let err = load_text("pol_interval = \"5s\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("pol_interval"), "{err}");
         assert!(err.contains("config file"), "{err}");
     }
@@ -808,10 +832,7 @@ mod tests {
         let target = &settings.targets[0];
         assert_eq!(target.name, "redis://db.example:6380");
         assert_eq!(target.username.as_deref(), Some("bob"));
-        assert_eq!(
-            target.current_password().unwrap().unwrap().expose(),
-            "p@ss"
-        );
+        assert_eq!(target.current_password().unwrap().unwrap().expose(), "p@ss");
         assert!(!format!("{settings:?}").contains("p@ss"));
     }
 
@@ -840,9 +861,11 @@ mod tests {
 
     #[test]
     fn timeout_longer_than_interval_is_rejected() {
-        let err = load_text("poll_interval = \"1s\"\npoll_timeout = \"2s\"\n[[targets]]\nurl = \"redis://a\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = load_text(
+            "poll_interval = \"1s\"\npoll_timeout = \"2s\"\n[[targets]]\nurl = \"redis://a\"\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("poll_timeout"), "{err}");
     }
 
@@ -853,5 +876,5 @@ mod tests {
             .to_string();
         assert!(err.contains("expected one of `url`"), "{err}");
         assert!(err.contains("targets[0]"), "{err}");
-}
+    }
 }

@@ -98,7 +98,8 @@ impl History {
             (Some(before), Some(after)) => after.saturating_sub(before),
             _ => 0,
         };
-        let consecutive_delta = match (previous.consecutive_failures, current.consecutive_failures) {
+        let consecutive_delta = match (previous.consecutive_failures, current.consecutive_failures)
+        {
             (Some(before), Some(after)) => after.saturating_sub(before),
             _ => 0,
         };
@@ -164,7 +165,9 @@ impl Diagnosis {
     pub fn observe(&mut self, info: &Info, now_unix: f64) {
         let restarted = match (&self.run_id, &info.run_id) {
             (Some(before), Some(after)) => before != after,
-            _ => matches!((self.uptime_seconds, info.uptime_seconds), (Some(before), Some(after)) if after < before),
+            _ => {
+                matches!((self.uptime_seconds, info.uptime_seconds), (Some(before), Some(after)) if after < before)
+            }
         };
         if restarted {
             self.aof.reset();
@@ -172,8 +175,10 @@ impl Diagnosis {
         }
         self.run_id = info.run_id.clone();
         self.uptime_seconds = info.uptime_seconds;
-        self.aof
-            .observe(Observation::from_info(Mechanism::AofRewrite, info), now_unix);
+        self.aof.observe(
+            Observation::from_info(Mechanism::AofRewrite, info),
+            now_unix,
+        );
         self.rdb
             .observe(Observation::from_info(Mechanism::RdbBgsave, info), now_unix);
     }
@@ -183,7 +188,12 @@ impl Diagnosis {
 mod tests {
     use super::*;
 
-    fn obs(status: OpStatus, in_progress: bool, attempts: Option<u64>, consecutive: Option<u64>) -> Observation {
+    fn obs(
+        status: OpStatus,
+        in_progress: bool,
+        attempts: Option<u64>,
+        consecutive: Option<u64>,
+    ) -> Observation {
         Observation {
             status: Some(status),
             in_progress,
@@ -218,7 +228,10 @@ mod tests {
         assert_eq!(h.failed_attempts_total, 2);
         assert_eq!(h.err_since_unix, Some(2.0));
         h.observe(obs(Ok, false, Some(3), Some(0)), 4.0);
-        assert_eq!(h.transient_recoveries_total, 0, "a stuck err is not transient");
+        assert_eq!(
+            h.transient_recoveries_total, 0,
+            "a stuck err is not transient"
+        );
         assert!(!h.stuck());
     }
 

@@ -17,9 +17,9 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::metrics;
-use crate::web::{self, BasicAuth, WebConfig};
 use crate::report::{self, TargetReport};
 use crate::state::{unix_seconds, Store};
+use crate::web::{self, BasicAuth, WebConfig};
 
 /// A reload request from `POST /-/reload`; the answer is the outcome to report.
 pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<String, String>>;
@@ -45,7 +45,10 @@ pub struct AppState {
 
 impl AppState {
     /// State for `store`, optionally accepting reloads.
-    pub fn new(store: Arc<Store>, reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
+    ) -> Self {
         AppState {
             store,
             reload,
@@ -65,11 +68,17 @@ pub fn router(state: AppState, auth: Option<Arc<BasicAuth>>) -> Router {
         .route("/-/reload", post(reload))
         .with_state(state);
     if let Some(auth) = auth {
-        router = router.layer(axum::middleware::from_fn_with_state(auth, web::require_basic_auth));
+        router = router.layer(axum::middleware::from_fn_with_state(
+            auth,
+            web::require_basic_auth,
+        ));
     }
     router
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
 }
 
 /// Serves on `listener` (with TLS and auth per `web`) until `shutdown` completes, then
@@ -153,14 +162,27 @@ pub fn status_page(reports: &[TargetReport], now_unix: f64) -> String {
         };
         let since = r
             .card_since_unix
-            .map(|at| format!("since {} ago", humantime::format_duration(Duration::from_secs((now_unix - at).max(0.0) as u64))))
+            .map(|at| {
+                format!(
+                    "since {} ago",
+                    humantime::format_duration(
+                        Duration::from_secs((now_unix - at).max(0.0) as u64)
+                    )
+                )
+            })
             .unwrap_or_default();
         let streak = if r.fields.aof_rewrite_stuck {
-            format!("<span class=\"tag stuck\">stuck: {} failed attempts</span>", r.fields.aof_rewrite_failures_in_streak)
+            format!(
+                "<span class=\"tag stuck\">stuck: {} failed attempts</span>",
+                r.fields.aof_rewrite_failures_in_streak
+            )
         } else if r.card == "err" {
             "<span class=\"tag\">1 failed attempt so far</span>".to_owned()
         } else if r.fields.aof_rewrite_transient_recoveries > 0 {
-            format!("<span class=\"tag\">{} transient err(s) recovered</span>", r.fields.aof_rewrite_transient_recoveries)
+            format!(
+                "<span class=\"tag\">{} transient err(s) recovered</span>",
+                r.fields.aof_rewrite_transient_recoveries
+            )
         } else {
             String::new()
         };
@@ -175,7 +197,13 @@ pub fn status_page(reports: &[TargetReport], now_unix: f64) -> String {
         if !r.causes.is_empty() {
             body.push_str("<ul class=\"causes\">");
             for c in &r.causes {
-                let _ = write!(body, "<li>probable cause ({}): <b>{}</b> &mdash; {}</li>", c.mechanism, c.reason, escape(c.advice));
+                let _ = write!(
+                    body,
+                    "<li>probable cause ({}): <b>{}</b> &mdash; {}</li>",
+                    c.mechanism,
+                    c.reason,
+                    escape(c.advice)
+                );
             }
             body.push_str("</ul>");
         }

@@ -24,11 +24,11 @@
 #![warn(missing_docs)]
 
 pub mod card;
-pub mod check;
 pub mod cause;
-pub mod history;
+pub mod check;
 pub mod config;
 pub mod fleet;
+pub mod history;
 pub mod http;
 pub mod info;
 pub mod metrics;

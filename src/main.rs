@@ -122,7 +122,10 @@ fn run_check(args: &CheckArgs) -> ExitCode {
             return ExitCode::from(check::EXIT_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the runtime: {error}");
@@ -186,9 +189,8 @@ fn print_summary(cli: &Cli, settings: &config::Settings) {
 fn init_logging(level: tracing::Level, format: LogFormat) {
     // The Redis client logs at debug and trace about connection internals; cap it so a
     // verbose exporter log stays about targets, and nothing it might echo ends up there.
-    let filter = tracing_subscriber::EnvFilter::new(format!(
-        "{level},fred=warn,hyper=warn,rustls=warn"
-    ));
+    let filter =
+        tracing_subscriber::EnvFilter::new(format!("{level},fred=warn,hyper=warn,rustls=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -301,7 +301,9 @@ fn encode_targets(
             MetricType::Gauge,
         )?;
         for t in targets {
-            let Some(snapshot) = t.current() else { continue };
+            let Some(snapshot) = t.current() else {
+                continue;
+            };
             for state in CardState::ALL {
                 let labels = with_label(&t.labels, "state", state.label());
                 ConstGauge::new(i64::from(snapshot.card == state))
@@ -397,7 +399,9 @@ fn encode_instance_info(
         MetricType::Info,
     )?;
     for t in targets {
-        let Some(snapshot) = t.current() else { continue };
+        let Some(snapshot) = t.current() else {
+            continue;
+        };
         let mut labels = t.labels.clone();
         labels.push((
             "role".into(),
@@ -424,7 +428,9 @@ fn encode_replicas(
             MetricType::Gauge,
         )?;
         for t in targets {
-            let Some(snapshot) = t.current() else { continue };
+            let Some(snapshot) = t.current() else {
+                continue;
+            };
             for replica in &snapshot.info.replicas {
                 let labels = with_label(&t.labels, "replica", &replica.address);
                 ConstGauge::new(i64::from(replica.state == "online"))
@@ -439,9 +445,13 @@ fn encode_replicas(
         MetricType::Gauge,
     )?;
     for t in targets {
-        let Some(snapshot) = t.current() else { continue };
+        let Some(snapshot) = t.current() else {
+            continue;
+        };
         for replica in &snapshot.info.replicas {
-            let Some(lag) = replica.lag_seconds else { continue };
+            let Some(lag) = replica.lag_seconds else {
+                continue;
+            };
             let labels = with_label(&t.labels, "replica", &replica.address);
             ConstGauge::new(lag as i64).encode(family.encode_family(&labels)?)?;
         }
@@ -490,7 +500,9 @@ fn encode_self_metrics(
             MetricType::Gauge,
         )?;
         for t in targets {
-            let Some(reason) = t.last_failure_reason else { continue };
+            let Some(reason) = t.last_failure_reason else {
+                continue;
+            };
             let labels = with_label(&t.labels, "reason", reason);
             ConstGauge::new(1).encode(family.encode_family(&labels)?)?;
         }
@@ -504,7 +516,9 @@ fn encode_self_metrics(
             MetricType::Gauge,
         )?;
         for t in targets {
-            let Some(at) = t.last_success_unix else { continue };
+            let Some(at) = t.last_success_unix else {
+                continue;
+            };
             ConstGauge::new(at).encode(family.encode_family(&t.labels)?)?;
         }
     }
@@ -518,9 +532,9 @@ fn encode_self_metrics(
         )?;
         for t in targets {
             let (buckets, sum, count) = t.poll_duration.buckets();
-            family.encode_family(&t.labels)?.encode_histogram::<Vec<(String, String)>>(
-                sum, count, &buckets, None,
-            )?;
+            family
+                .encode_family(&t.labels)?
+                .encode_histogram::<Vec<(String, String)>>(sum, count, &buckets, None)?;
         }
     }
     {

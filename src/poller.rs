@@ -119,7 +119,12 @@ impl Poller {
                 .is_none_or(|at| at.elapsed() >= self.schedule.config_refresh);
         let outcome = tokio::time::timeout(
             self.schedule.timeout,
-            poll_once(&target, &mut self.connection, self.schedule.timeout, config_due),
+            poll_once(
+                &target,
+                &mut self.connection,
+                self.schedule.timeout,
+                config_due,
+            ),
         )
         .await
         .unwrap_or(Err(PollError::Timeout(self.schedule.timeout)));
@@ -148,7 +153,10 @@ impl Poller {
         let Ok(meta) = std::fs::metadata(path) else {
             return false;
         };
-        let seen = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
+        let seen = (
+            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            meta.len(),
+        );
         let before = self.password_file_seen.replace(seen);
         before.is_some_and(|before| before != seen)
     }
@@ -270,7 +278,8 @@ async fn read_server_config(
     connection: &Connection,
     command: &str,
 ) -> Result<ConfigStatus, ClientError> {
-    let refused = |e: &ClientError| matches!(e, ClientError::Server(_) | ClientError::Permission(_));
+    let refused =
+        |e: &ClientError| matches!(e, ClientError::Server(_) | ClientError::Permission(_));
     match connection.config_get(command, server_config::KEYS).await {
         Ok(pairs) => return Ok(ConfigStatus::Available(ServerConfig::from_pairs(&pairs))),
         Err(e) if refused(&e) => {}

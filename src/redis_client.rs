@@ -94,7 +94,9 @@ impl ClientError {
             ErrorKind::Tls => ClientError::Tls(details),
             // rustls failures surface from fred as I/O errors carrying the TLS reason.
             ErrorKind::IO
-                if upper.contains("CERTIFICATE") || upper.contains("HANDSHAKE") || upper.contains("TLS") =>
+                if upper.contains("CERTIFICATE")
+                    || upper.contains("HANDSHAKE")
+                    || upper.contains("TLS") =>
             {
                 ClientError::Tls(details)
             }
@@ -176,7 +178,12 @@ impl Connection {
             ..ConnectionConfig::default()
         };
         // No reconnect policy: the poller decides when to reconnect.
-        let client = Client::new(config, Some(PerformanceConfig::default()), Some(connection), None);
+        let client = Client::new(
+            config,
+            Some(PerformanceConfig::default()),
+            Some(connection),
+            None,
+        );
         let connection_task = client.connect();
         if let Err(error) = client.wait_for_connect().await {
             connection_task.abort();
@@ -292,7 +299,8 @@ mod tls {
                     let certs = CertificateDer::pem_file_iter(path)
                         .map_err(|e| ClientError::Tls(format!("tls_ca_file: {e}")))?;
                     for cert in certs {
-                        let cert = cert.map_err(|e| ClientError::Tls(format!("tls_ca_file: {e}")))?;
+                        let cert =
+                            cert.map_err(|e| ClientError::Tls(format!("tls_ca_file: {e}")))?;
                         roots
                             .add(cert)
                             .map_err(|e| ClientError::Tls(format!("tls_ca_file: {e}")))?;
@@ -344,7 +352,12 @@ mod tls {
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+            verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
         }
 
         fn verify_tls13_signature(
@@ -353,7 +366,12 @@ mod tls {
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+            verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
         }
 
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -392,11 +410,15 @@ mod guard {
         };
         match address {
             Address::Tcp { host, port, .. } => {
-                let stream = TcpStream::connect((host.as_str(), *port)).await.map_err(map)?;
+                let stream = TcpStream::connect((host.as_str(), *port))
+                    .await
+                    .map_err(map)?;
                 let _ = stream.set_nodelay(true);
                 Ok(Upstream::Tcp(stream))
             }
-            Address::Unix { path } => Ok(Upstream::Unix(UnixStream::connect(path).await.map_err(map)?)),
+            Address::Unix { path } => Ok(Upstream::Unix(
+                UnixStream::connect(path).await.map_err(map)?,
+            )),
         }
     }
 
@@ -406,7 +428,8 @@ mod guard {
         if let Some(dir) = DIR.get() {
             return Ok(dir);
         }
-        let dir = std::env::temp_dir().join(format!("redis-persistence-exporter-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("redis-persistence-exporter-{}", std::process::id()));
         use std::os::unix::fs::DirBuilderExt;
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => {}
@@ -431,7 +454,8 @@ mod guard {
         let listener = UnixListener::bind(&path).map_err(io_err)?;
         let socket_path = path.clone();
         tokio::spawn(async move {
-            let accepted = tokio::time::timeout(std::time::Duration::from_secs(30), listener.accept()).await;
+            let accepted =
+                tokio::time::timeout(std::time::Duration::from_secs(30), listener.accept()).await;
             let _ = std::fs::remove_file(&socket_path);
             if let Ok(Ok((client, _))) = accepted {
                 pump(client, upstream, limit, oversized).await;
@@ -450,7 +474,8 @@ mod guard {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(io_err)?;
         let address = listener.local_addr().map_err(io_err)?;
         tokio::spawn(async move {
-            let accepted = tokio::time::timeout(std::time::Duration::from_secs(30), listener.accept()).await;
+            let accepted =
+                tokio::time::timeout(std::time::Duration::from_secs(30), listener.accept()).await;
             drop(listener);
             if let Ok(Ok((client, _))) = accepted {
                 let _ = client.set_nodelay(true);

@@ -132,7 +132,9 @@ pub fn read(state: &TargetState, now_unix: f64) -> TargetReport {
     };
     let Some(snapshot) = state.current() else {
         report.headline = match state.last_failure_reason {
-            Some(reason) => format!("Target unreachable ({reason}): its persistence state is unknown."),
+            Some(reason) => {
+                format!("Target unreachable ({reason}): its persistence state is unknown.")
+            }
             None => "Not polled yet: persistence state unknown.".to_owned(),
         };
         report.next_steps = vec![
@@ -159,7 +161,11 @@ pub fn read(state: &TargetState, now_unix: f64) -> TargetReport {
             (Some(c), Some(b)) if b > 0 => Some(c as f64 / b as f64),
             _ => None,
         },
-        aof_rewrite_overdue: match (settings, info.aof_current_size_bytes, info.aof_base_size_bytes) {
+        aof_rewrite_overdue: match (
+            settings,
+            info.aof_current_size_bytes,
+            info.aof_base_size_bytes,
+        ) {
             (Some(s), Some(c), Some(b)) if info.aof_enabled == Some(true) => s
                 .rewrite_overdue(c, b)
                 .map(|o| o && info.aof_rewrite_in_progress != Some(true)),
@@ -168,7 +174,9 @@ pub fn read(state: &TargetState, now_unix: f64) -> TargetReport {
         aof_rewrite_stuck: snapshot.card == CardState::Err && aof.stuck(),
         aof_rewrite_failures_in_streak: aof.streak_failures,
         aof_rewrite_transient_recoveries: aof.transient_recoveries_total,
-        aof_rewrite_err_since_unix: aof.err_since_unix.filter(|_| snapshot.card == CardState::Err),
+        aof_rewrite_err_since_unix: aof
+            .err_since_unix
+            .filter(|_| snapshot.card == CardState::Err),
         rdb_last_bgsave_ok: info.rdb_last_bgsave_status.map(|s| s == OpStatus::Ok),
         rdb_last_save_age_seconds: rdb_age,
         rdb_stale,
@@ -200,7 +208,8 @@ pub fn read(state: &TargetState, now_unix: f64) -> TargetReport {
         }
     }
 
-    let write_failed = info.aof_enabled == Some(true) && info.aof_last_write_status == Some(OpStatus::Err);
+    let write_failed =
+        info.aof_enabled == Some(true) && info.aof_last_write_status == Some(OpStatus::Err);
     match snapshot.card {
         CardState::Ok => {
             report.headline = "ok: the last AOF rewrite finished cleanly.".into();
@@ -218,7 +227,9 @@ pub fn read(state: &TargetState, now_unix: f64) -> TargetReport {
             if info.aof_last_bgrewrite_status == Some(OpStatus::Err) {
                 report.context.push("The raw aof_last_bgrewrite_status still says err: a stale value from when AOF was last on, ignored here.".into());
             }
-            report.context.push("Durability here rests on RDB snapshots: watch the last RDB save.".into());
+            report
+                .context
+                .push("Durability here rests on RDB snapshots: watch the last RDB save.".into());
         }
         CardState::Err => {
             report.urgency = Urgency::SameDay;
@@ -237,7 +248,9 @@ pub fn read(state: &TargetState, now_unix: f64) -> TargetReport {
                 "Fix the cause, then run BGREWRITEAOF and confirm the card returns to ok and aof_current_size resets toward aof_base_size.".into(),
                 "Check aof_last_write_status: a write err means recent writes may not be on disk.".into(),
             ];
-            if report.fields.memory_used_ratio.is_some_and(|r| r > 0.9) && state.causes.aof_rewrite.is_none() {
+            if report.fields.memory_used_ratio.is_some_and(|r| r > 0.9)
+                && state.causes.aof_rewrite.is_none()
+            {
                 report.context.push("Memory is above 90% of maxmemory: a refused fork() is a likely cause, rather than disk.".into());
             }
         }
@@ -251,9 +264,14 @@ pub fn read(state: &TargetState, now_unix: f64) -> TargetReport {
         match (rdb_stale, info.rdb_last_bgsave_status) {
             (Some(true), _) | (_, Some(OpStatus::Err)) => {
                 report.urgency = Urgency::Now;
-                report.context.push("The last RDB save is stale or failed too: a real durability gap; act fast.".into());
+                report.context.push(
+                    "The last RDB save is stale or failed too: a real durability gap; act fast."
+                        .into(),
+                );
             }
-            (Some(false), _) => report.context.push("A recent RDB save exists: a fallback restore point is still there.".into()),
+            (Some(false), _) => report
+                .context
+                .push("A recent RDB save exists: a fallback restore point is still there.".into()),
             _ => {}
         }
         if online_replicas > 0 {
@@ -263,7 +281,11 @@ pub fn read(state: &TargetState, now_unix: f64) -> TargetReport {
         }
     }
     if let (Some(size), Some(base)) = (info.aof_current_size_bytes, info.aof_base_size_bytes) {
-        report.context.push(format!("AOF {} (base {}).", human_bytes(size), human_bytes(base)));
+        report.context.push(format!(
+            "AOF {} (base {}).",
+            human_bytes(size),
+            human_bytes(base)
+        ));
     }
     if report.fields.aof_rewrite_overdue == Some(true) {
         report.context.push("The AOF is past this instance's own rewrite threshold and no rewrite runs: it is not being compacted.".into());
@@ -275,14 +297,22 @@ pub fn read(state: &TargetState, now_unix: f64) -> TargetReport {
 pub fn to_text(report: &TargetReport) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let _ = writeln!(out, "{}: Last AOF Rewrite Status = {}", report.target, report.card);
+    let _ = writeln!(
+        out,
+        "{}: Last AOF Rewrite Status = {}",
+        report.target, report.card
+    );
     let _ = writeln!(out, "  {}", report.headline);
-    let _ = writeln!(out, "  urgency: {}", match report.urgency {
-        Urgency::None => "none",
-        Urgency::Low => "low",
-        Urgency::SameDay => "same day",
-        Urgency::Now => "now",
-    });
+    let _ = writeln!(
+        out,
+        "  urgency: {}",
+        match report.urgency {
+            Urgency::None => "none",
+            Urgency::Low => "low",
+            Urgency::SameDay => "same day",
+            Urgency::Now => "now",
+        }
+    );
     let f = &report.fields;
     if report.up {
         let yes_no = |v: Option<bool>, yes: &str, no: &str| match v {
@@ -305,7 +335,10 @@ pub fn to_text(report: &TargetReport) -> String {
             out,
             "  last RDB save: {} ({}), replicas online: {}/{}",
             f.rdb_last_save_age_seconds
-                .map(|age| format!("{} ago", humantime::format_duration(std::time::Duration::from_secs(age as u64))))
+                .map(|age| format!(
+                    "{} ago",
+                    humantime::format_duration(std::time::Duration::from_secs(age as u64))
+                ))
                 .unwrap_or_else(|| "unknown".into()),
             yes_no(f.rdb_last_bgsave_ok, "ok", "ERR"),
             f.online_replicas,
@@ -313,7 +346,11 @@ pub fn to_text(report: &TargetReport) -> String {
         );
     }
     for cause in &report.causes {
-        let _ = writeln!(out, "  probable cause ({}): {} — {}", cause.mechanism, cause.reason, cause.advice);
+        let _ = writeln!(
+            out,
+            "  probable cause ({}): {} — {}",
+            cause.mechanism, cause.reason, cause.advice
+        );
     }
     for line in &report.context {
         let _ = writeln!(out, "  note: {line}");
@@ -326,9 +363,15 @@ pub fn to_text(report: &TargetReport) -> String {
 
 /// Maps a reason back for tests and callers that hold only the label.
 pub fn reason_from_label(label: &str) -> Option<Reason> {
-    [Reason::DiskFull, Reason::ForkFailed, Reason::IoError, Reason::ChildKilled, Reason::Unknown]
-        .into_iter()
-        .find(|r| r.label() == label)
+    [
+        Reason::DiskFull,
+        Reason::ForkFailed,
+        Reason::IoError,
+        Reason::ChildKilled,
+        Reason::Unknown,
+    ]
+    .into_iter()
+    .find(|r| r.label() == label)
 }
 
 #[cfg(test)]
@@ -344,7 +387,11 @@ mod tests {
         let target = Target {
             name: "t".into(),
             labels: vec![],
-            address: Address::Tcp { host: "127.0.0.1".into(), port: 6379, tls: false },
+            address: Address::Tcp {
+                host: "127.0.0.1".into(),
+                port: 6379,
+                tls: false,
+            },
             username: None,
             password: None,
             rdb_max_age: Duration::from_secs(3600),
@@ -355,9 +402,15 @@ mod tests {
         };
         let mut state = TargetState::new(Arc::new(target));
         for file in files {
-            let path = format!("{}/../shared/reference/info/{file}", env!("CARGO_MANIFEST_DIR"));
+            let path = format!(
+                "{}/../shared/reference/info/{file}",
+                env!("CARGO_MANIFEST_DIR")
+            );
             let info = parse(&std::fs::read_to_string(path).unwrap()).unwrap();
-            state.record_success(Snapshot::new(info, SystemTime::now()), Duration::from_millis(1));
+            state.record_success(
+                Snapshot::new(info, SystemTime::now()),
+                Duration::from_millis(1),
+            );
         }
         state
     }

@@ -51,7 +51,9 @@ impl ServerConfig {
                         .find(|policy| *policy == value)
                 }
                 "auto-aof-rewrite-percentage" => config.aof_rewrite_percentage = value.parse().ok(),
-                "auto-aof-rewrite-min-size" => config.aof_rewrite_min_size_bytes = value.parse().ok(),
+                "auto-aof-rewrite-min-size" => {
+                    config.aof_rewrite_min_size_bytes = value.parse().ok()
+                }
                 "dir" if !value.is_empty() && value.len() < 4096 => config.dir = Some(value.into()),
                 _ => {}
             }
@@ -81,7 +83,10 @@ mod tests {
     use super::*;
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -108,10 +113,25 @@ mod tests {
             aof_rewrite_min_size_bytes: Some(64 << 20),
             ..ServerConfig::default()
         };
-        assert_eq!(config.rewrite_overdue(10 << 20, 1 << 20), Some(false), "below min size");
-        assert_eq!(config.rewrite_overdue(100 << 20, 60 << 20), Some(false), "grew 66%");
-        assert_eq!(config.rewrite_overdue(130 << 20, 60 << 20), Some(true), "more than doubled");
-        let off = ServerConfig { aof_rewrite_percentage: Some(0), ..config.clone() };
+        assert_eq!(
+            config.rewrite_overdue(10 << 20, 1 << 20),
+            Some(false),
+            "below min size"
+        );
+        assert_eq!(
+            config.rewrite_overdue(100 << 20, 60 << 20),
+            Some(false),
+            "grew 66%"
+        );
+        assert_eq!(
+            config.rewrite_overdue(130 << 20, 60 << 20),
+            Some(true),
+            "more than doubled"
+        );
+        let off = ServerConfig {
+            aof_rewrite_percentage: Some(0),
+            ..config.clone()
+        };
         assert_eq!(off.rewrite_overdue(u64::MAX, 1), Some(false));
         assert_eq!(ServerConfig::default().rewrite_overdue(1, 1), None);
     }

@@ -71,7 +71,10 @@ impl DurationHistogram {
             .iter()
             .enumerate()
             .map(|(i, count)| {
-                let bound = POLL_DURATION_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY);
+                let bound = POLL_DURATION_BUCKETS
+                    .get(i)
+                    .copied()
+                    .unwrap_or(f64::INFINITY);
                 (bound, *count)
             })
             .collect();
@@ -175,7 +178,8 @@ impl TargetState {
         self.polls_total += 1;
         self.poll_duration.observe(took);
         self.last_success_unix = Some(snapshot.taken_at_unix);
-        self.diagnosis.observe(&snapshot.info, snapshot.taken_at_unix);
+        self.diagnosis
+            .observe(&snapshot.info, snapshot.taken_at_unix);
         if self.latest.as_ref().map(|s| s.card) != Some(snapshot.card) {
             self.card_since_unix = Some(snapshot.taken_at_unix);
         }
@@ -290,7 +294,8 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 }
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Seconds since the Unix epoch.

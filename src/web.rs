@@ -97,7 +97,13 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
         error(format!("{e} (supported keys: tls_server_config.{{cert_file,key_file,client_auth_type,client_ca_file,min_version}}, basic_auth_users)"))
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let resolve = |p: &Path| if p.is_relative() { base.join(p) } else { p.to_owned() };
+    let resolve = |p: &Path| {
+        if p.is_relative() {
+            base.join(p)
+        } else {
+            p.to_owned()
+        }
+    };
 
     let mut users = BTreeMap::new();
     for (user, hash) in file.basic_auth_users {
@@ -123,17 +129,33 @@ fn tls_acceptor(
     let key_file = resolve(&config.key_file);
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_file)
         .and_then(|iter| iter.collect())
-        .map_err(|e| format!("tls_server_config.cert_file ({}): expected PEM certificates ({e})", cert_file.display()))?;
+        .map_err(|e| {
+            format!(
+                "tls_server_config.cert_file ({}): expected PEM certificates ({e})",
+                cert_file.display()
+            )
+        })?;
     if certs.is_empty() {
-        return Err(format!("tls_server_config.cert_file ({}): no certificate found", cert_file.display()));
+        return Err(format!(
+            "tls_server_config.cert_file ({}): no certificate found",
+            cert_file.display()
+        ));
     }
-    let key = PrivateKeyDer::from_pem_file(&key_file)
-        .map_err(|e| format!("tls_server_config.key_file ({}): expected a PEM private key ({e})", key_file.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&key_file).map_err(|e| {
+        format!(
+            "tls_server_config.key_file ({}): expected a PEM private key ({e})",
+            key_file.display()
+        )
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let versions: &[&rustls::SupportedProtocolVersion] = match config.min_version.as_deref() {
         None | Some("TLS12") => &[&rustls::version::TLS12, &rustls::version::TLS13],
         Some("TLS13") => &[&rustls::version::TLS13],
-        Some(other) => return Err(format!("tls_server_config.min_version: expected TLS12 or TLS13, got {other}")),
+        Some(other) => {
+            return Err(format!(
+                "tls_server_config.min_version: expected TLS12 or TLS13, got {other}"
+            ))
+        }
     };
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
@@ -238,7 +260,11 @@ pub async fn require_basic_auth(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok())
+        .and_then(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+        })
         .and_then(|raw| String::from_utf8(raw).ok());
     let authorised = match credentials.as_deref().and_then(|c| c.split_once(':')) {
         Some((user, password)) => {
@@ -256,7 +282,10 @@ pub async fn require_basic_auth(
     } else {
         (
             StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Basic realm=\"redis-persistence-exporter\"")],
+            [(
+                header::WWW_AUTHENTICATE,
+                "Basic realm=\"redis-persistence-exporter\"",
+            )],
             "Unauthorized\n",
         )
             .into_response()
@@ -343,20 +372,35 @@ mod tests {
         assert!(!auth.check("prom", "wrong"));
         assert!(auth.check("prom", "s3cret"));
         assert!(auth.check("prom", "s3cret"), "cached path");
-        assert!(!auth.check("prom", "s3cre"), "cache must not accept another password");
+        assert!(
+            !auth.check("prom", "s3cre"),
+            "cache must not accept another password"
+        );
         assert!(!auth.check("nobody", "s3cret"));
     }
 
     #[test]
     fn bad_hash_and_unknown_keys_are_named() {
         let dir = tempfile::tempdir().unwrap();
-        let path = write(dir.path(), "web.yml", "basic_auth_users:\n  prom: notahash\n");
+        let path = write(
+            dir.path(),
+            "web.yml",
+            "basic_auth_users:\n  prom: notahash\n",
+        );
         let err = load(&path).unwrap_err().to_string();
         assert!(err.contains("basic_auth_users.prom"), "{err}");
-        let path = write(dir.path(), "web.yml", "http_server_config:\n  http2: false\n");
+        let path = write(
+            dir.path(),
+            "web.yml",
+            "http_server_config:\n  http2: false\n",
+        );
         let err = load(&path).unwrap_err().to_string();
         assert!(err.contains("http_server_config"), "{err}");
-        let path = write(dir.path(), "web.yml", "tls_server_config:\n  cert_file: nope.crt\n  key_file: nope.key\n");
+        let path = write(
+            dir.path(),
+            "web.yml",
+            "tls_server_config:\n  cert_file: nope.crt\n  key_file: nope.key\n",
+        );
         let err = load(&path).unwrap_err().to_string();
         assert!(err.contains("cert_file"), "{err}");
     }
