@@ -122,14 +122,18 @@ pub fn classify_line(line: &str) -> Option<(FailureKind, Reason)> {
         "terminated by signal",
         "killed",
         "no space",
+        "short write",
     ];
     if !failure_words.iter().any(|w| lower.contains(w)) || lower.contains("terminated with success")
     {
         return None;
     }
+    // "Short write while writing to the AOF file" is what Redis logs when a partly full
+    // disk takes only part of a write; the ENOSPC line only comes once zero bytes are free.
     let reason = if lower.contains("no space left")
         || lower.contains("quota exceeded")
         || lower.contains("enospc")
+        || lower.contains("short write")
     {
         Reason::DiskFull
     } else if lower.contains("fork:") || lower.contains("fork()") || lower.contains("can't fork") {
@@ -147,13 +151,38 @@ pub fn classify_line(line: &str) -> Option<(FailureKind, Reason)> {
     Some((kind, reason))
 }
 
-/// The reason on the most recent line about `kind` in `log`, if any.
+/// Whether a line says `kind` succeeded (or recovered), which ends a failure episode.
+fn is_success(line: &str, kind: FailureKind) -> bool {
+    let lower = line.to_ascii_lowercase();
+    match kind {
+        FailureKind::AofRewrite => {
+            lower.contains("background aof rewrite terminated with success")
+                || lower.contains("background aof rewrite finished successfully")
+        }
+        FailureKind::AofWrite => lower.contains("aof write error looks solved"),
+        FailureKind::RdbBgsave => lower.contains("background saving terminated with success"),
+    }
+}
+
+/// The probable reason of the latest failure episode of `kind` in `log`: the most specific
+/// reason on the lines since the last success of that kind. A failure is often logged twice,
+/// first with its cause by the child ("Write error … No space left on device") and then
+/// generically by the parent ("terminated with error"); the specific line wins.
 pub fn latest_reason(log: &str, kind: FailureKind) -> Option<Reason> {
-    log.lines()
-        .rev()
-        .filter_map(classify_line)
-        .find(|(k, _)| *k == kind)
-        .map(|(_, reason)| reason)
+    let mut found = None;
+    for line in log.lines().rev() {
+        if is_success(line, kind) {
+            break;
+        }
+        match classify_line(line) {
+            Some((k, Reason::Unknown)) if k == kind => {
+                found.get_or_insert(Reason::Unknown);
+            }
+            Some((k, reason)) if k == kind => return Some(reason),
+            _ => {}
+        }
+    }
+    found
 }
 
 /// Reads the last [`LOG_TAIL_BYTES`] of a log file.
@@ -225,6 +254,34 @@ mod tests {
         ] {
             assert_eq!(classify_line(line), None, "{line}");
         }
+    }
+
+    #[test]
+    fn specific_child_line_beats_generic_parent_line() {
+        // Real Redis 7.0.15 lines from a rewrite on a full tmpfs.
+        let log = "27773:M 24 Nov 2026 22:00:00.000 * Background append only file rewriting started by pid 27865\n\
+                   27865:C 24 Nov 2026 22:00:00.100 # Write error writing append only file on disk: No space left on device\n\
+                   27773:M 24 Nov 2026 22:00:00.200 # Background AOF rewrite terminated with error\n";
+        assert_eq!(
+            latest_reason(log, FailureKind::AofRewrite),
+            Some(Reason::DiskFull)
+        );
+    }
+
+    #[test]
+    fn short_write_is_disk_full_and_success_ends_an_episode() {
+        let log = "1:M 24 Nov 2026 22:00:00.000 # Short write while writing to the AOF file: (nwritten=52755, expected=65568)\n";
+        assert_eq!(
+            latest_reason(log, FailureKind::AofWrite),
+            Some(Reason::DiskFull)
+        );
+        let log = "1:M x # Background AOF rewrite terminated by signal 9\n\
+                   1:M x * Background AOF rewrite terminated with success\n\
+                   1:M x # Background AOF rewrite terminated with error\n";
+        assert_eq!(
+            latest_reason(log, FailureKind::AofRewrite),
+            Some(Reason::Unknown)
+        );
     }
 
     #[test]

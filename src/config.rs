@@ -54,6 +54,10 @@ pub struct FileConfig {
     /// `CONFIG GET` off. Each target may override it. Default "CONFIG".
     #[serde(default = "default_config_command")]
     pub config_command: String,
+    /// Split a fleet across exporter replicas: "k/n" makes this replica poll only the targets
+    /// whose name hashes to bucket k of n (jump consistent hash), discovered ones included.
+    /// `--shard` overrides it. Default: poll every target.
+    pub shard: Option<String>,
     /// The Redis servers to poll. With no config file at all, one target,
     /// `redis://127.0.0.1:6379`, is polled.
     #[serde(default)]
@@ -291,6 +295,8 @@ pub struct Settings {
     pub listen_address: SocketAddr,
     /// See [`FileConfig::config_refresh_interval`].
     pub config_refresh_interval: Duration,
+    /// This replica's share of the targets, if the fleet is split.
+    pub shard: Option<crate::shard::Shard>,
     /// The targets, in file order, with unique names.
     pub targets: Vec<Target>,
 }
@@ -634,7 +640,15 @@ impl FileConfig {
                 ),
             ));
         }
+        let shard = match &self.shard {
+            Some(spec) => Some(
+                spec.parse()
+                    .map_err(|e: crate::shard::ShardError| invalid("shard", e.to_string()))?,
+            ),
+            None => None,
+        };
         Ok(Settings {
+            shard,
             poll_interval: self.poll_interval,
             poll_timeout: self.poll_timeout,
             listen_address,

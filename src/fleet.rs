@@ -67,6 +67,7 @@ impl Fleet {
         let wanted: BTreeMap<&str, &Target> = settings
             .targets
             .iter()
+            .filter(|t| settings.shard.is_none_or(|shard| shard.owns(&t.name)))
             .map(|t| (t.name.as_str(), t))
             .collect();
 

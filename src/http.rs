@@ -136,8 +136,16 @@ async fn scrape(State(AppState { store, renders, .. }): State<AppState>) -> Resp
 
 async fn landing(State(AppState { store, .. }): State<AppState>) -> Html<String> {
     let now = unix_seconds(SystemTime::now());
-    let reports: Vec<TargetReport> =
+    let mut reports: Vec<TargetReport> =
         store.with_all(|targets| targets.iter().map(|t| report::read(t, now)).collect());
+    // What needs someone first: err, then unreachable, then the rest; by name within each.
+    let rank = |r: &TargetReport| match r.card {
+        "err" => 0,
+        "unknown" => 1,
+        "ok" => 2,
+        _ => 3,
+    };
+    reports.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.target.cmp(&b.target)));
     Html(status_page(&reports, now))
 }
 

@@ -13,6 +13,7 @@
 //! - [`redis_client`]: the only module that knows the Redis client library.
 //! - [`poller`]: one task per target; owns its connection, schedule and deadline.
 //! - [`fleet`]: the running pollers, following (re)loaded config.
+//! - [`shard`]: which targets this replica polls when several split a fleet.
 //! - [`state`]: the latest snapshot per target and poll bookkeeping.
 //! - [`metrics`]: maps state to OpenMetrics series.
 //! - [`report`]: the brief's reading of a target (meaning, urgency, next steps) for people.
@@ -36,6 +37,7 @@ pub mod poller;
 pub mod redis_client;
 pub mod report;
 pub mod server_config;
+pub mod shard;
 pub mod signal;
 pub mod state;
 pub mod web;

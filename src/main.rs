@@ -36,6 +36,9 @@ struct Cli {
     /// TLS and basic auth for /metrics, in the Prometheus web configuration file format.
     #[arg(long = "web.config.file", value_name = "PATH")]
     web_config_file: Option<PathBuf>,
+    /// Poll only this replica's share of the targets, "k/n" (overrides `shard` in the config).
+    #[arg(long, value_name = "K/N")]
+    shard: Option<String>,
     /// Validate the config, print a summary and exit (0 if valid, 2 if not).
     #[arg(long)]
     check_config: bool,
@@ -151,6 +154,15 @@ fn run_check(args: &CheckArgs) -> ExitCode {
 
 fn load_settings(cli: &Cli) -> Result<config::Settings, config::ConfigError> {
     let mut settings = config::load(cli.config.as_deref())?;
+    if let Some(spec) = &cli.shard {
+        settings.shard = Some(spec.parse().map_err(
+            |e: redis_persistence_exporter::shard::ShardError| config::ConfigError::Invalid {
+                source_name: "command line".into(),
+                key: "--shard".into(),
+                expected: e.to_string(),
+            },
+        )?);
+    }
     if let Some(address) = &cli.web_listen_address {
         settings.listen_address = address.parse().map_err(|_| config::ConfigError::Invalid {
             source_name: "command line".into(),
@@ -174,8 +186,17 @@ fn print_summary(cli: &Cli, settings: &config::Settings) {
         humantime::format_duration(settings.poll_timeout),
         settings.listen_address
     );
+    if let Some(shard) = settings.shard {
+        println!(
+            "  shard {shard}: polling the targets that hash to bucket {} of {}",
+            shard.index, shard.count
+        );
+    }
     println!("  {} target(s):", settings.targets.len());
     for target in &settings.targets {
+        if settings.shard.is_some_and(|s| !s.owns(&target.name)) {
+            continue;
+        }
         let auth = match (&target.username, &target.password) {
             (_, None) => "no password",
             (_, Some(config::PasswordSource::File(_))) => "password from file",
