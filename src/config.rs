@@ -466,170 +466,25 @@ impl FileConfig {
                 "at least one [[targets]] entry with a `url`".into(),
             ));
         }
+        let defaults = TargetDefaults {
+            rdb_max_age: self.rdb_max_age,
+            config_command: self.config_command.clone(),
+        };
         let mut names = BTreeSet::new();
         let mut targets = Vec::with_capacity(self.targets.len());
         for (index, target) in self.targets.into_iter().enumerate() {
-            let key = |field: &str| format!("targets[{index}].{field}");
-            let parsed =
-                parse_url(&target.url).map_err(|expected| invalid(&key("url"), expected))?;
-            let name = target.name.clone().unwrap_or(parsed.display.clone());
-            if name.is_empty() || name.chars().any(char::is_control) {
-                return Err(invalid(&key("name"), "a non-empty printable name".into()));
-            }
-            if !names.insert(name.clone()) {
+            let prefix = format!("targets[{index}]");
+            let target = validate_target(target, &prefix, source_name, base_dir, &defaults)?;
+            if !names.insert(target.name.clone()) {
                 return Err(invalid(
-                    &key("name"),
-                    format!("a name unique among targets (\"{name}\" is used twice)"),
+                    &format!("{prefix}.name"),
+                    format!(
+                        "a name unique among targets (\"{}\" is used twice)",
+                        target.name
+                    ),
                 ));
             }
-            let mut labels = Vec::with_capacity(target.labels.len());
-            for (label, value) in &target.labels {
-                if !is_valid_label_name(label) {
-                    return Err(invalid(
-                        &key(&format!("labels.{label}")),
-                        "a label name matching [a-zA-Z_][a-zA-Z0-9_]* not starting with __".into(),
-                    ));
-                }
-                if RESERVED_LABELS.contains(&label.as_str()) {
-                    return Err(invalid(
-                        &key(&format!("labels.{label}")),
-                        format!(
-                            "a label name other than the exporter's own ({})",
-                            RESERVED_LABELS.join(", ")
-                        ),
-                    ));
-                }
-                labels.push((label.clone(), value.clone()));
-            }
-            let username = match (target.username, parsed.username) {
-                (Some(_), Some(_)) => {
-                    return Err(invalid(
-                        &key("username"),
-                        "a username in either `username` or the URL, not both".into(),
-                    ))
-                }
-                (a, b) => a.or(b),
-            };
-            let password = match (target.password, target.password_file, parsed.password) {
-                (None, None, None) if target.password_env.is_some() => {
-                    let name = target.password_env.clone().unwrap_or_default();
-                    if std::env::var_os(&name).is_none() {
-                        return Err(invalid(
-                            &key("password_env"),
-                            format!("the name of a set environment variable ({name} is not set)"),
-                        ));
-                    }
-                    Some(PasswordSource::Env(name))
-                }
-                (None, None, None) => None,
-                (Some(p), None, None) | (None, None, Some(p)) => {
-                    Some(PasswordSource::Inline(Secret::new(p)))
-                }
-                (None, Some(path), None) => {
-                    let path = match base_dir {
-                        Some(base) if path.is_relative() => base.join(path),
-                        _ => path,
-                    };
-                    read_password_file(&path).map_err(|e| {
-                        invalid(
-                            &key("password_file"),
-                            format!("a readable file ({}: {})", path.display(), e.kind()),
-                        )
-                    })?;
-                    Some(PasswordSource::File(path))
-                }
-                _ => {
-                    return Err(invalid(
-                        &key("password"),
-                        "only one of `password`, `password_file`, `password_env` or a password in the URL".into(),
-                    ))
-                }
-            };
-            if target.password_env.is_some() && !matches!(password, Some(PasswordSource::Env(_))) {
-                return Err(invalid(
-                    &key("password_env"),
-                    "only one of `password`, `password_file`, `password_env` or a password in the URL".into(),
-                ));
-            }
-            let config_command = target
-                .config_command
-                .unwrap_or_else(|| self.config_command.clone());
-            if config_command
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control())
-            {
-                return Err(invalid(
-                    &key("config_command"),
-                    "a single command name without spaces, or \"\" to turn CONFIG GET off".into(),
-                ));
-            }
-            let relative = |path: PathBuf| match base_dir {
-                Some(base) if path.is_relative() => base.join(path),
-                _ => path,
-            };
-            let is_tls = matches!(parsed.address, Address::Tcp { tls: true, .. });
-            let tls_keys_used = target.tls_ca_file.is_some()
-                || target.tls_cert_file.is_some()
-                || target.tls_key_file.is_some()
-                || target.tls_server_name.is_some()
-                || target.tls_insecure_skip_verify;
-            if tls_keys_used && !is_tls {
-                return Err(invalid(
-                    &key("url"),
-                    "a rediss:// URL, since tls_* keys are set for this target".into(),
-                ));
-            }
-            let readable =
-                |field: &str, path: &Option<PathBuf>| -> Result<Option<PathBuf>, ConfigError> {
-                    match path.clone().map(&relative) {
-                        Some(path) => match std::fs::metadata(&path) {
-                            Ok(_) => Ok(Some(path)),
-                            Err(e) => Err(invalid(
-                                &key(field),
-                                format!("a readable PEM file ({}: {})", path.display(), e.kind()),
-                            )),
-                        },
-                        None => Ok(None),
-                    }
-                };
-            let client_cert = match (
-                readable("tls_cert_file", &target.tls_cert_file)?,
-                readable("tls_key_file", &target.tls_key_file)?,
-            ) {
-                (Some(cert), Some(key_file)) => Some((cert, key_file)),
-                (None, None) => None,
-                _ => {
-                    return Err(invalid(
-                        &key("tls_cert_file"),
-                        "tls_cert_file and tls_key_file together, or neither".into(),
-                    ))
-                }
-            };
-            let tls = is_tls.then(|| TlsClient {
-                ca_file: None,
-                client_cert,
-                server_name: target.tls_server_name.clone(),
-                insecure_skip_verify: target.tls_insecure_skip_verify,
-            });
-            let tls = match tls {
-                Some(mut tls) => {
-                    tls.ca_file = readable("tls_ca_file", &target.tls_ca_file)?;
-                    Some(tls)
-                }
-                None => None,
-            };
-            targets.push(Target {
-                name,
-                labels,
-                address: parsed.address,
-                username,
-                password,
-                rdb_max_age: target.rdb_max_age.unwrap_or(self.rdb_max_age),
-                config_command: Some(config_command).filter(|c| !c.is_empty()),
-                log_file: target.log_file.map(relative),
-                data_dir: target.data_dir.map(relative),
-                tls,
-            });
+            targets.push(target);
         }
         if self.config_refresh_interval < self.poll_interval {
             return Err(invalid(
@@ -656,6 +511,184 @@ impl FileConfig {
             targets,
         })
     }
+}
+
+/// What a target inherits from the top level of the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetDefaults {
+    /// See [`FileConfig::rdb_max_age`].
+    pub rdb_max_age: Duration,
+    /// See [`FileConfig::config_command`].
+    pub config_command: String,
+}
+
+/// Validates one target. `key_prefix` (like `targets[3]`) prefixes the keys in errors.
+pub fn validate_target(
+    target: TargetConfig,
+    key_prefix: &str,
+    source_name: &str,
+    base_dir: Option<&Path>,
+    defaults: &TargetDefaults,
+) -> Result<Target, ConfigError> {
+    let invalid = |key: &str, expected: String| ConfigError::Invalid {
+        source_name: source_name.to_owned(),
+        key: key.to_owned(),
+        expected,
+    };
+    let key = |field: &str| format!("{key_prefix}.{field}");
+    let parsed = parse_url(&target.url).map_err(|expected| invalid(&key("url"), expected))?;
+    let name = target.name.clone().unwrap_or(parsed.display.clone());
+    if name.is_empty() || name.chars().any(char::is_control) {
+        return Err(invalid(&key("name"), "a non-empty printable name".into()));
+    }
+    let mut labels = Vec::with_capacity(target.labels.len());
+    for (label, value) in &target.labels {
+        if !is_valid_label_name(label) {
+            return Err(invalid(
+                &key(&format!("labels.{label}")),
+                "a label name matching [a-zA-Z_][a-zA-Z0-9_]* not starting with __".into(),
+            ));
+        }
+        if RESERVED_LABELS.contains(&label.as_str()) {
+            return Err(invalid(
+                &key(&format!("labels.{label}")),
+                format!(
+                    "a label name other than the exporter's own ({})",
+                    RESERVED_LABELS.join(", ")
+                ),
+            ));
+        }
+        labels.push((label.clone(), value.clone()));
+    }
+    let username = match (target.username, parsed.username) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                &key("username"),
+                "a username in either `username` or the URL, not both".into(),
+            ))
+        }
+        (a, b) => a.or(b),
+    };
+    let password =
+        match (target.password, target.password_file, parsed.password) {
+            (None, None, None) if target.password_env.is_some() => {
+                let name = target.password_env.clone().unwrap_or_default();
+                if std::env::var_os(&name).is_none() {
+                    return Err(invalid(
+                        &key("password_env"),
+                        format!("the name of a set environment variable ({name} is not set)"),
+                    ));
+                }
+                Some(PasswordSource::Env(name))
+            }
+            (None, None, None) => None,
+            (Some(p), None, None) | (None, None, Some(p)) => {
+                Some(PasswordSource::Inline(Secret::new(p)))
+            }
+            (None, Some(path), None) => {
+                let path = match base_dir {
+                    Some(base) if path.is_relative() => base.join(path),
+                    _ => path,
+                };
+                read_password_file(&path).map_err(|e| {
+                    invalid(
+                        &key("password_file"),
+                        format!("a readable file ({}: {})", path.display(), e.kind()),
+                    )
+                })?;
+                Some(PasswordSource::File(path))
+            }
+            _ => return Err(invalid(
+                &key("password"),
+                "only one of `password`, `password_file`, `password_env` or a password in the URL"
+                    .into(),
+            )),
+        };
+    if target.password_env.is_some() && !matches!(password, Some(PasswordSource::Env(_))) {
+        return Err(invalid(
+            &key("password_env"),
+            "only one of `password`, `password_file`, `password_env` or a password in the URL"
+                .into(),
+        ));
+    }
+    let config_command = target
+        .config_command
+        .unwrap_or_else(|| defaults.config_command.clone());
+    if config_command
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(invalid(
+            &key("config_command"),
+            "a single command name without spaces, or \"\" to turn CONFIG GET off".into(),
+        ));
+    }
+    let relative = |path: PathBuf| match base_dir {
+        Some(base) if path.is_relative() => base.join(path),
+        _ => path,
+    };
+    let is_tls = matches!(parsed.address, Address::Tcp { tls: true, .. });
+    let tls_keys_used = target.tls_ca_file.is_some()
+        || target.tls_cert_file.is_some()
+        || target.tls_key_file.is_some()
+        || target.tls_server_name.is_some()
+        || target.tls_insecure_skip_verify;
+    if tls_keys_used && !is_tls {
+        return Err(invalid(
+            &key("url"),
+            "a rediss:// URL, since tls_* keys are set for this target".into(),
+        ));
+    }
+    let readable = |field: &str, path: &Option<PathBuf>| -> Result<Option<PathBuf>, ConfigError> {
+        match path.clone().map(&relative) {
+            Some(path) => match std::fs::metadata(&path) {
+                Ok(_) => Ok(Some(path)),
+                Err(e) => Err(invalid(
+                    &key(field),
+                    format!("a readable PEM file ({}: {})", path.display(), e.kind()),
+                )),
+            },
+            None => Ok(None),
+        }
+    };
+    let client_cert = match (
+        readable("tls_cert_file", &target.tls_cert_file)?,
+        readable("tls_key_file", &target.tls_key_file)?,
+    ) {
+        (Some(cert), Some(key_file)) => Some((cert, key_file)),
+        (None, None) => None,
+        _ => {
+            return Err(invalid(
+                &key("tls_cert_file"),
+                "tls_cert_file and tls_key_file together, or neither".into(),
+            ))
+        }
+    };
+    let tls = is_tls.then(|| TlsClient {
+        ca_file: None,
+        client_cert,
+        server_name: target.tls_server_name.clone(),
+        insecure_skip_verify: target.tls_insecure_skip_verify,
+    });
+    let tls = match tls {
+        Some(mut tls) => {
+            tls.ca_file = readable("tls_ca_file", &target.tls_ca_file)?;
+            Some(tls)
+        }
+        None => None,
+    };
+    Ok(Target {
+        name,
+        labels,
+        address: parsed.address,
+        username,
+        password,
+        rdb_max_age: target.rdb_max_age.unwrap_or(defaults.rdb_max_age),
+        config_command: Some(config_command).filter(|c| !c.is_empty()),
+        log_file: target.log_file.map(relative),
+        data_dir: target.data_dir.map(relative),
+        tls,
+    })
 }
 
 fn read_password_file(path: &Path) -> Result<Secret, std::io::Error> {

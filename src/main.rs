@@ -136,6 +136,7 @@ fn run_check(args: &CheckArgs) -> ExitCode {
         }
     };
     let reports = runtime.block_on(check::run(&settings));
+    redis_persistence_exporter::redis_client::cleanup();
     if args.json {
         match serde_json::to_string_pretty(&reports) {
             Ok(json) => println!("{json}"),
@@ -263,6 +264,7 @@ async fn run(cli: &Cli, settings: config::Settings, web: web::WebConfig) -> anyh
     // Stop polling first so nothing new starts, then let in-flight scrapes finish.
     tracing::info!("shutting down");
     fleet.stop().await;
+    redis_persistence_exporter::redis_client::cleanup();
     let _ = stop_http.send(());
     match tokio::time::timeout(std::time::Duration::from_secs(5), server).await {
         Ok(Ok(result)) => result.context("HTTP server failed")?,

@@ -380,6 +380,11 @@ mod tls {
     }
 }
 
+/// Removes the folder that holds this process's relay sockets. Call once polling stopped.
+pub fn cleanup() {
+    guard::remove_own_dir();
+}
+
 /// The byte-budget relay between fred and the target.
 mod guard {
     use std::io;
@@ -422,14 +427,44 @@ mod guard {
         }
     }
 
+    const DIR_PREFIX: &str = "redis-persistence-exporter-";
+
+    /// Removes relay folders left by exporters that died without cleaning up (kill -9).
+    fn remove_stale_dirs() {
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(DIR_PREFIX)) else {
+                continue;
+            };
+            let Ok(pid) = pid.parse::<u32>() else {
+                continue;
+            };
+            if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+
+    /// Removes this process's relay folder; called on the way out.
+    pub fn remove_own_dir() {
+        if let Some(dir) = DIR.get() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+
     /// A folder only this process's user can enter, for the relay sockets.
     fn private_dir() -> io::Result<&'static PathBuf> {
-        static DIR: OnceLock<PathBuf> = OnceLock::new();
         if let Some(dir) = DIR.get() {
             return Ok(dir);
         }
-        let dir =
-            std::env::temp_dir().join(format!("redis-persistence-exporter-{}", std::process::id()));
+        remove_stale_dirs();
+        let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}", std::process::id()));
         use std::os::unix::fs::DirBuilderExt;
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => {}

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The whole test suite: bash scripts/test.sh
+#
+# The integration tests start real processes: redis-server, Prometheus/promtool,
+# Alertmanager/amtool, and a Python check of the exposition with prometheus_client. When run
+# as root, whatever of those is missing is installed first (Debian/Ubuntu); otherwise the
+# missing ones are listed with the command to install them. Exits non-zero on any failure.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+export DEBIAN_FRONTEND=noninteractive
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+missing_packages() {
+    local pkgs=()
+    command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
+    { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } ||
+        pkgs+=(prometheus)
+    { command -v prometheus-alertmanager >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1; } ||
+        pkgs+=(prometheus-alertmanager)
+    printf '%s\n' "${pkgs[@]}"
+}
+
+python_has_prometheus_client() {
+    command -v python3 >/dev/null 2>&1 && python3 -c 'import prometheus_client' 2>/dev/null
+}
+
+install_prerequisites() {
+    local pkgs=()
+    mapfile -t pkgs < <(missing_packages | sed '/^$/d')
+    python_has_prometheus_client || command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
+    if ! python_has_prometheus_client && ! python3 -m pip --version >/dev/null 2>&1; then
+        pkgs+=(python3-pip)
+    fi
+
+    if ((${#pkgs[@]} > 0)); then
+        if [[ ${EUID} -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+            printf 'error: missing: %s\n  install with: sudo apt-get install -y %s\n' \
+                "${pkgs[*]}" "${pkgs[*]}" >&2
+            exit 1
+        fi
+        step "installing ${pkgs[*]}"
+        apt-get update -q
+        apt-get install -y -q --no-install-recommends "${pkgs[@]}"
+    fi
+
+    if ! python_has_prometheus_client; then
+        if [[ ${EUID} -ne 0 ]]; then
+            printf 'error: python3 module prometheus_client missing\n  install with: python3 -m pip install prometheus-client\n' >&2
+            exit 1
+        fi
+        step "installing prometheus-client (pip)"
+        # Debian 12's system Python refuses pip installs (PEP 668) without this flag; pip
+        # versions that predate the flag do not need it.
+        python3 -m pip install --quiet prometheus-client ||
+            python3 -m pip install --quiet --break-system-packages prometheus-client
+        python_has_prometheus_client || {
+            echo 'error: prometheus_client still not importable after pip install' >&2
+            exit 1
+        }
+    fi
+}
+
+install_prerequisites
+
+step "cargo test --all-targets --no-fail-fast"
+cargo test --all-targets --no-fail-fast
+
+# --- more steps go here (the lead adds them) ----------------------------------------------
+# Each step must exit non-zero on failure (set -e does the rest) and be bounded in time,
+# e.g. a bounded fuzz run:
+#   step "fuzz the INFO parser (60 s)"
+#   cargo +nightly fuzz run info_parser -- -max_total_time=60
+# -----------------------------------------------------------------------------------------
+
+step "all tests passed"
