@@ -414,7 +414,21 @@ pub fn from_urls(urls: &[String]) -> Result<Settings, ConfigError> {
 
 /// Rewords the config crate's messages, which can quote whole values (possibly secrets).
 fn describe_config_error(error: &config::ConfigError) -> String {
-    let message = error.to_string();
+    // A TOML syntax error quotes the offending source line (`5 | password = "…`), which may
+    // hold a secret: keep the position and the diagnosis, drop the quoted source.
+    let full = error.to_string();
+    let message: Vec<&str> = full
+        .lines()
+        .filter(|line| {
+            let trimmed = line.trim_start();
+            let quoted_source = trimmed.starts_with('|')
+                || trimmed.split_once('|').is_some_and(|(number, _)| {
+                    !number.trim().is_empty() && number.trim().bytes().all(|b| b.is_ascii_digit())
+                });
+            !quoted_source && !trimmed.is_empty()
+        })
+        .collect();
+    let message = fix_key_paths(&message.join("; "));
     // serde quotes offending string values; under a password key that could be the secret.
     if message.contains("password`") && message.contains('"') {
         let key_part = message
@@ -424,6 +438,20 @@ fn describe_config_error(error: &config::ConfigError) -> String {
         return format!("invalid value for key {key_part}: expected a string");
     }
     message
+}
+
+/// The config crate writes nested keys as `targets[0]password`; make it `targets[0].password`.
+fn fix_key_paths(message: &str) -> String {
+    let mut out = String::with_capacity(message.len() + 8);
+    let mut previous = ' ';
+    for c in message.chars() {
+        if previous == ']' && (c.is_ascii_alphabetic() || c == '_') {
+            out.push('.');
+        }
+        out.push(c);
+        previous = c;
+    }
+    out
 }
 
 impl FileConfig {
@@ -914,6 +942,15 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("poll_timeout"), "{err}");
+    }
+
+    #[test]
+    fn toml_syntax_errors_do_not_quote_the_source_line() {
+        let err = load_text("[[targets]]\nurl = \"redis://a\"\npassword = \"hunter2-secret\n")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2-secret"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
     }
 
     #[test]
