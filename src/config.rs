@@ -58,10 +58,143 @@ pub struct FileConfig {
     /// whose name hashes to bucket k of n (jump consistent hash), discovered ones included.
     /// `--shard` overrides it. Default: poll every target.
     pub shard: Option<String>,
+    /// Targets read from files in Prometheus's `file_sd` format (JSON or YAML), re-read when
+    /// they change. Each `[[file_sd]]` entry has its own credentials and TLS in
+    /// `[file_sd.defaults]`.
+    #[serde(default)]
+    pub file_sd: Vec<FileSdConfig>,
+    /// The multi-target `/probe?target=…` endpoint, for target lists kept in Prometheus.
+    #[serde(default)]
+    pub probe: ProbeConfig,
     /// The Redis servers to poll. With no config file at all, one target,
     /// `redis://127.0.0.1:6379`, is polled.
     #[serde(default)]
     pub targets: Vec<TargetConfig>,
+}
+
+/// A `[[file_sd]]` discovery source.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSdConfig {
+    /// Files or glob patterns (`targets/*.json`), relative to the config file's folder. Each
+    /// file is a list of `{ "targets": ["host:port" | "redis://…", …], "labels": {…} }` groups.
+    /// Labels starting with `__` are dropped; a `name` label sets the target name.
+    pub files: Vec<String>,
+    /// How often the files are checked for changes. Default 30s.
+    #[serde(default = "default_file_sd_refresh", with = "humantime_serde")]
+    pub refresh_interval: Duration,
+    /// Settings applied to every target of this source.
+    #[serde(default)]
+    pub defaults: TargetTemplate,
+}
+
+/// The `[probe]` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    /// Turns `/probe` on. Default false: an open probe endpoint lets anyone who reaches the
+    /// exporter make it connect anywhere (SSRF) with its credentials.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Patterns a probed target must match, over `scheme://host:port` with `*` matching any
+    /// run of characters, e.g. `redis://10.1.*:6379` or `rediss://*.cache.internal:6380`.
+    /// Required when enabled; credentials are only ever sent to matching targets.
+    #[serde(default)]
+    pub allowed_targets: Vec<String>,
+    /// Credentials and TLS settings used for probed targets.
+    #[serde(default)]
+    pub defaults: TargetTemplate,
+}
+
+/// Settings applied to targets the exporter did not have listed one by one (discovered or
+/// probed). The same keys as a `[[targets]]` entry, without `url` and `name`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetTemplate {
+    /// `redis` or `rediss` for entries given as `host:port`. Default `redis`.
+    pub scheme: Option<String>,
+    /// Extra labels on every series of these targets.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// ACL username.
+    pub username: Option<String>,
+    /// Password, inline.
+    pub password: Option<String>,
+    /// Password file.
+    pub password_file: Option<PathBuf>,
+    /// Password environment variable.
+    pub password_env: Option<String>,
+    /// See `[[targets]] rdb_max_age`.
+    #[serde(default, with = "humantime_serde")]
+    pub rdb_max_age: Option<Duration>,
+    /// See `[[targets]] config_command`.
+    pub config_command: Option<String>,
+    /// See `[[targets]] tls_ca_file`.
+    pub tls_ca_file: Option<PathBuf>,
+    /// See `[[targets]] tls_cert_file`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// See `[[targets]] tls_key_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// See `[[targets]] tls_server_name`.
+    pub tls_server_name: Option<String>,
+    /// See `[[targets]] tls_insecure_skip_verify`.
+    #[serde(default)]
+    pub tls_insecure_skip_verify: bool,
+}
+
+impl fmt::Debug for TargetTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TargetTemplate")
+            .field("scheme", &self.scheme)
+            .field("labels", &self.labels)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl TargetTemplate {
+    /// The URL for a `host:port` or full-URL entry.
+    pub fn url_for(&self, entry: &str) -> String {
+        if entry.contains("://") {
+            entry.to_owned()
+        } else {
+            format!("{}://{entry}", self.scheme.as_deref().unwrap_or("redis"))
+        }
+    }
+
+    /// A target entry for `url`, with this template's settings and `labels` added.
+    pub fn target_config(
+        &self,
+        url: String,
+        name: Option<String>,
+        labels: BTreeMap<String, String>,
+    ) -> TargetConfig {
+        let mut all_labels = self.labels.clone();
+        all_labels.extend(labels);
+        TargetConfig {
+            url,
+            name,
+            labels: all_labels,
+            username: self.username.clone(),
+            password: self.password.clone(),
+            password_file: self.password_file.clone(),
+            password_env: self.password_env.clone(),
+            rdb_max_age: self.rdb_max_age,
+            config_command: self.config_command.clone(),
+            log_file: None,
+            data_dir: None,
+            tls_ca_file: self.tls_ca_file.clone(),
+            tls_cert_file: self.tls_cert_file.clone(),
+            tls_key_file: self.tls_key_file.clone(),
+            tls_server_name: self.tls_server_name.clone(),
+            tls_insecure_skip_verify: self.tls_insecure_skip_verify,
+        }
+    }
+}
+
+fn default_file_sd_refresh() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// One `[[targets]]` entry.
@@ -297,6 +430,14 @@ pub struct Settings {
     pub config_refresh_interval: Duration,
     /// This replica's share of the targets, if the fleet is split.
     pub shard: Option<crate::shard::Shard>,
+    /// File discovery sources, with paths made absolute.
+    pub file_sd: Vec<FileSdConfig>,
+    /// The probe endpoint's settings, when enabled.
+    pub probe: Option<ProbeConfig>,
+    /// What discovered and probed targets inherit.
+    pub defaults: TargetDefaults,
+    /// Where relative paths in discovered or probed targets' settings are resolved.
+    pub base_dir: Option<PathBuf>,
     /// The targets, in file order, with unique names.
     pub targets: Vec<Target>,
 }
@@ -488,12 +629,6 @@ impl FileConfig {
                 "an IP address and port like \"0.0.0.0:9645\"".into(),
             )
         })?;
-        if self.targets.is_empty() {
-            return Err(invalid(
-                "targets",
-                "at least one [[targets]] entry with a `url`".into(),
-            ));
-        }
         let defaults = TargetDefaults {
             rdb_max_age: self.rdb_max_age,
             config_command: self.config_command.clone(),
@@ -530,7 +665,40 @@ impl FileConfig {
             ),
             None => None,
         };
+        if targets.is_empty() && self.file_sd.is_empty() && !self.probe.enabled {
+            return Err(invalid(
+                "targets",
+                "at least one [[targets]] entry, a [[file_sd]] source or an enabled [probe]".into(),
+            ));
+        }
+        if self.probe.enabled && self.probe.allowed_targets.is_empty() {
+            return Err(invalid(
+                "probe.allowed_targets",
+                "at least one pattern when probe.enabled = true; an open probe endpoint is an SSRF hole".into(),
+            ));
+        }
+        let file_sd = self
+            .file_sd
+            .into_iter()
+            .map(|mut source| {
+                source.files = source
+                    .files
+                    .into_iter()
+                    .map(|pattern| match base_dir {
+                        Some(base) if Path::new(&pattern).is_relative() => {
+                            base.join(pattern).to_string_lossy().into_owned()
+                        }
+                        _ => pattern,
+                    })
+                    .collect();
+                source
+            })
+            .collect();
         Ok(Settings {
+            file_sd,
+            probe: self.probe.enabled.then_some(self.probe),
+            defaults: defaults.clone(),
+            base_dir: base_dir.map(Path::to_path_buf),
             shard,
             poll_interval: self.poll_interval,
             poll_timeout: self.poll_timeout,

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,7 +16,9 @@ use std::time::{Duration, SystemTime};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::config::Settings;
 use crate::metrics;
+use crate::probe::{self, ProbeError};
 use crate::report::{self, TargetReport};
 use crate::state::{unix_seconds, Store};
 use crate::web::{self, BasicAuth, WebConfig};
@@ -39,8 +41,10 @@ pub struct AppState {
     pub store: Arc<Store>,
     /// Where reload requests go; `None` when reloading is not possible (no config file).
     pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
-    /// Bounds concurrent renders.
+    /// Bounds concurrent renders and probes.
     pub renders: Arc<tokio::sync::Semaphore>,
+    /// The running settings (for `/probe`), replaced on reload.
+    pub settings: Arc<std::sync::RwLock<Arc<Settings>>>,
 }
 
 impl AppState {
@@ -48,11 +52,13 @@ impl AppState {
     pub fn new(
         store: Arc<Store>,
         reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
+        settings: Arc<Settings>,
     ) -> Self {
         AppState {
             store,
             reload,
             renders: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_RENDERS)),
+            settings: Arc::new(std::sync::RwLock::new(settings)),
         }
     }
 }
@@ -66,6 +72,7 @@ pub fn router(state: AppState, auth: Option<Arc<BasicAuth>>) -> Router {
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(|| async { "OK\n" }))
         .route("/-/reload", post(reload))
+        .route("/probe", get(probe))
         .with_state(state);
     if let Some(auth) = auth {
         router = router.layer(axum::middleware::from_fn_with_state(
@@ -121,6 +128,35 @@ async fn reload(State(state): State<AppState>) -> Response {
             .into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
     }
+}
+
+async fn probe(
+    State(state): State<AppState>,
+    Query(query): Query<std::collections::BTreeMap<String, String>>,
+) -> Response {
+    let settings = state
+        .settings
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let target = match probe::prepare(
+        &settings,
+        query.get("target").map(String::as_str).unwrap_or(""),
+    ) {
+        Ok(target) => target,
+        Err(error @ ProbeError::Disabled) => {
+            return (StatusCode::NOT_FOUND, format!("{error}\n")).into_response()
+        }
+        Err(error @ ProbeError::NotAllowed) => {
+            return (StatusCode::FORBIDDEN, format!("{error}\n")).into_response()
+        }
+        Err(error) => return (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response(),
+    };
+    let Ok(_permit) = state.renders.acquire_owned().await else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    };
+    let body = probe::run(&settings, target).await;
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
 }
 
 async fn scrape(State(AppState { store, renders, .. }): State<AppState>) -> Response {

@@ -13,12 +13,14 @@
 //! - [`redis_client`]: the only module that knows the Redis client library.
 //! - [`poller`]: one task per target; owns its connection, schedule and deadline.
 //! - [`fleet`]: the running pollers, following (re)loaded config.
+//! - [`discovery`]: targets from `file_sd` files.
 //! - [`shard`]: which targets this replica polls when several split a fleet.
 //! - [`state`]: the latest snapshot per target and poll bookkeeping.
 //! - [`metrics`]: maps state to OpenMetrics series.
 //! - [`report`]: the brief's reading of a target (meaning, urgency, next steps) for people.
 //! - [`check`]: the one-shot `check` command.
-//! - [`http`]: serves `/metrics` and the status page.
+//! - [`probe`]: the allow-listed `/probe?target=…` endpoint.
+//! - [`http`]: serves `/metrics`, `/probe` and the status page.
 //! - [`web`]: TLS and basic auth for the exporter's own endpoints (`--web.config.file`).
 //! - [`signal`]: process signals as futures.
 #![forbid(unsafe_code)]
@@ -28,12 +30,14 @@ pub mod card;
 pub mod cause;
 pub mod check;
 pub mod config;
+pub mod discovery;
 pub mod fleet;
 pub mod history;
 pub mod http;
 pub mod info;
 pub mod metrics;
 pub mod poller;
+pub mod probe;
 pub mod redis_client;
 pub mod report;
 pub mod server_config;

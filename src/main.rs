@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::time::SystemTime;
 
+use redis_persistence_exporter::discovery::{self, FileSd};
 use redis_persistence_exporter::fleet::Fleet;
 use redis_persistence_exporter::{check, config, http, report, signal, state::Store, web};
 use tokio::sync::{mpsc, oneshot};
@@ -230,31 +231,64 @@ async fn run(cli: &Cli, settings: config::Settings, web: web::WebConfig) -> anyh
         .with_context(|| format!("cannot listen on {}", settings.listen_address))?;
     let store = Arc::new(Store::new());
     let mut fleet = Fleet::new(store.clone());
-    fleet.apply(&settings);
+    let mut file_sd = FileSd::new();
+    let discovered = file_sd.refresh(&settings).unwrap_or_default();
+    fleet.apply(&with_discovered(&settings, &discovered));
     store.record_reload(true, SystemTime::now());
     tracing::info!(
         address = %listener.local_addr()?,
-        targets = settings.targets.len(),
+        targets = settings.targets.len() + discovered.len(),
         "serving /metrics"
     );
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<http::ReloadRequest>(4);
     let (stop_http, http_stopped) = oneshot::channel::<()>();
-    let app = http::AppState::new(store.clone(), cli.config.as_ref().map(|_| reload_tx));
+    let app = http::AppState::new(
+        store.clone(),
+        cli.config.as_ref().map(|_| reload_tx),
+        Arc::new(settings.clone()),
+    );
+    let current = app.settings.clone();
     let server = tokio::spawn(http::serve(listener, app, web, async {
         let _ = http_stopped.await;
     }));
 
+    let mut settings = settings;
     let mut hangups = signal::Hangups::new();
     let terminate = signal::terminate();
     tokio::pin!(terminate);
     loop {
+        let refresh_every = settings.file_sd.iter().map(|s| s.refresh_interval).min();
+        let refresh = async move {
+            match refresh_every {
+                Some(every) => tokio::time::sleep(every).await,
+                None => std::future::pending().await,
+            }
+        };
         let reply = tokio::select! {
             _ = &mut terminate => break,
+            _ = refresh => {
+                if let Some(discovered) = file_sd.refresh(&settings) {
+                    let changes = fleet.apply(&with_discovered(&settings, &discovered));
+                    tracing::info!(%changes, "discovered targets changed");
+                }
+                continue;
+            }
             _ = hangups.next() => None,
             Some(reply) = reload_rx.recv() => Some(reply),
         };
-        let outcome = reload(cli, &settings, &mut fleet);
+        let outcome = match reload(cli, &settings) {
+            Ok(new) => {
+                settings = new;
+                file_sd = FileSd::new();
+                let discovered = file_sd.refresh(&settings).unwrap_or_default();
+                let changes = fleet.apply(&with_discovered(&settings, &discovered));
+                *current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(settings.clone());
+                tracing::info!(%changes, "config reloaded");
+                Ok(changes.to_string())
+            }
+            Err(error) => Err(error),
+        };
         store.record_reload(outcome.is_ok(), SystemTime::now());
         if let Some(reply) = reply {
             let _ = reply.send(outcome);
@@ -274,19 +308,24 @@ async fn run(cli: &Cli, settings: config::Settings, web: web::WebConfig) -> anyh
     Ok(())
 }
 
-/// Re-reads the config and applies it. On error the running config stays.
-fn reload(cli: &Cli, initial: &config::Settings, fleet: &mut Fleet) -> Result<String, String> {
-    let Some(path) = cli.config.as_deref() else {
+/// The settings with discovered targets added to the configured ones.
+fn with_discovered(settings: &config::Settings, discovered: &[config::Target]) -> config::Settings {
+    let mut effective = settings.clone();
+    effective.targets = discovery::merge(&settings.targets, discovered);
+    effective
+}
+
+/// Re-reads the config. On error the running config stays and the error is logged.
+fn reload(cli: &Cli, current: &config::Settings) -> Result<config::Settings, String> {
+    if cli.config.is_none() {
         return Err("no --config file to reload".into());
-    };
+    }
     match load_settings(cli) {
         Ok(settings) => {
-            if settings.listen_address != initial.listen_address {
+            if settings.listen_address != current.listen_address {
                 tracing::warn!("listen_address changed; it takes effect only after a restart");
             }
-            let changes = fleet.apply(&settings);
-            tracing::info!(config = %path.display(), %changes, "config reloaded");
-            Ok(changes.to_string())
+            Ok(settings)
         }
         Err(error) => {
             tracing::error!(error = %error, "config reload failed; the previous config keeps running");
