@@ -450,7 +450,6 @@ const RESERVED_LABELS: &[&str] = &[
     "le",
     "replica",
     "mechanism",
-    "role",
     "redis_version",
     "version",
     "policy",

@@ -403,10 +403,14 @@ fn encode_instance_info(
             continue;
         };
         let mut labels = t.labels.clone();
-        labels.push((
-            "role".into(),
-            snapshot.info.role.clone().unwrap_or_default(),
-        ));
+        // A target may carry a `role` label of its own (cluster and sentinel discovery set
+        // one); the series keeps that one rather than repeating the label name.
+        if !labels.iter().any(|(k, _)| k == "role") {
+            labels.push((
+                "role".into(),
+                snapshot.info.role.clone().unwrap_or_default(),
+            ));
+        }
         labels.push((
             "redis_version".into(),
             snapshot.info.redis_version.clone().unwrap_or_default(),

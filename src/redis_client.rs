@@ -239,6 +239,40 @@ impl Connection {
             .collect())
     }
 
+    /// Any command whose reply is one string, e.g. `CLUSTER NODES`. For discovery.
+    pub async fn text_command(&self, name: &str, args: &[&str]) -> Result<String, ClientError> {
+        let cmd = CustomCommand::new(name.to_owned(), ClusterHash::FirstKey, false);
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        self.client
+            .custom::<String, _>(cmd, args)
+            .await
+            .map_err(|e| self.error(&e))
+    }
+
+    /// Any command whose reply is a list of flat field/value lists, e.g. `SENTINEL MASTERS`
+    /// or `SENTINEL REPLICAS name`. For discovery.
+    pub async fn table_command(
+        &self,
+        name: &str,
+        args: &[&str],
+    ) -> Result<Vec<Vec<(String, String)>>, ClientError> {
+        let cmd = CustomCommand::new(name.to_owned(), ClusterHash::FirstKey, false);
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let rows: Vec<Vec<String>> = self
+            .client
+            .custom(cmd, args)
+            .await
+            .map_err(|e| self.error(&e))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                row.chunks_exact(2)
+                    .map(|pair| (pair[0].clone(), pair[1].clone()))
+                    .collect()
+            })
+            .collect())
+    }
+
     async fn command(&self, name: &'static str, args: &[&str]) -> Result<String, ClientError> {
         let cmd = CustomCommand::new_static(name, ClusterHash::FirstKey, false);
         let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
