@@ -18,6 +18,17 @@ use serde::Deserialize;
 /// `REDIS_PERSISTENCE_EXPORTER_POLL_INTERVAL=10s`.
 pub const ENV_PREFIX: &str = "REDIS_PERSISTENCE_EXPORTER";
 
+/// The keys that can be overridden from the environment.
+pub const ENV_KEYS: &[&str] = &[
+    "poll_interval",
+    "poll_timeout",
+    "listen_address",
+    "rdb_max_age",
+    "config_refresh_interval",
+    "config_command",
+    "shard",
+];
+
 /// Default address of `/metrics`; 9645 is in the exporter port range and unused by the
 /// well-known exporters.
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9645";
@@ -63,6 +74,13 @@ pub struct FileConfig {
     /// `[file_sd.defaults]`.
     #[serde(default)]
     pub file_sd: Vec<FileSdConfig>,
+    /// Redis Cluster discovery: every node of each `[[cluster]]`, found from its seeds.
+    #[serde(default)]
+    pub cluster: Vec<ClusterSdConfig>,
+    /// Sentinel discovery: the primary and replicas of each monitored master of each
+    /// `[[sentinel]]` group.
+    #[serde(default)]
+    pub sentinel: Vec<SentinelSdConfig>,
     /// The multi-target `/probe?target=…` endpoint, for target lists kept in Prometheus.
     #[serde(default)]
     pub probe: ProbeConfig,
@@ -86,6 +104,55 @@ pub struct FileSdConfig {
     /// Settings applied to every target of this source.
     #[serde(default)]
     pub defaults: TargetTemplate,
+}
+
+/// A `[[cluster]]` discovery source: every node of one Redis Cluster, primaries, replicas and
+/// nodes without slots, each polled as its own target named `<name>/<ip:port>` with the labels
+/// `cluster="<name>"` and `role="primary"|"replica"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSdConfig {
+    /// The `cluster` label and the prefix of every target name. Unique among `[[cluster]]`s.
+    pub name: String,
+    /// Nodes asked for the membership (`CLUSTER NODES`), as `host:port` or URLs, tried in
+    /// order and then every node discovered before, until one answers.
+    pub seeds: Vec<String>,
+    /// How often the membership is re-read. Default 30s.
+    #[serde(default = "default_redis_sd_refresh", with = "humantime_serde")]
+    pub refresh_interval: Duration,
+    /// Credentials and TLS settings for the seeds and every node; `scheme` (default: the
+    /// first seed's) applies to the discovered nodes.
+    #[serde(default)]
+    pub defaults: TargetTemplate,
+}
+
+/// A `[[sentinel]]` discovery source: the primary and replicas of masters monitored by one
+/// group of Sentinels, each polled as its own target named `<master>/<ip:port>` with the
+/// labels `cluster="<master>"` and `role="primary"|"replica"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelSdConfig {
+    /// Names this source in logs and errors. Unique among `[[sentinel]]`s.
+    pub name: String,
+    /// The Sentinels, as `host:port` or URLs, tried in order until one answers.
+    pub sentinels: Vec<String>,
+    /// The master names to follow. Default: every master the Sentinel monitors.
+    #[serde(default)]
+    pub masters: Vec<String>,
+    /// How often the topology is re-read. Default 30s.
+    #[serde(default = "default_redis_sd_refresh", with = "humantime_serde")]
+    pub refresh_interval: Duration,
+    /// Credentials and TLS settings for the Redis nodes.
+    #[serde(default)]
+    pub defaults: TargetTemplate,
+    /// Credentials and TLS settings for the Sentinels themselves (only the connection keys
+    /// are used: `scheme`, `username`, `password*`, `tls_*`).
+    #[serde(default)]
+    pub sentinel_auth: TargetTemplate,
+}
+
+fn default_redis_sd_refresh() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// The `[probe]` section.
@@ -432,6 +499,10 @@ pub struct Settings {
     pub shard: Option<crate::shard::Shard>,
     /// File discovery sources, with paths made absolute.
     pub file_sd: Vec<FileSdConfig>,
+    /// Redis Cluster discovery sources.
+    pub cluster: Vec<ClusterSdConfig>,
+    /// Sentinel discovery sources.
+    pub sentinel: Vec<SentinelSdConfig>,
     /// The probe endpoint's settings, when enabled.
     pub probe: Option<ProbeConfig>,
     /// What discovered and probed targets inherit.
@@ -477,9 +548,15 @@ pub fn load_with_env(
         })?;
         builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
     }
+    // Only the top-level settings can come from the environment. Anything else with the
+    // prefix is ignored rather than rejected: Kubernetes injects `<SERVICE>_PORT=tcp://…`
+    // style variables for a Service named like the exporter, and those must not stop it.
     let env: config::Map<String, String> = env
         .into_iter()
-        .filter(|(key, _)| key.starts_with(&format!("{ENV_PREFIX}_")))
+        .filter(|(key, _)| {
+            key.strip_prefix(&format!("{ENV_PREFIX}_"))
+                .is_some_and(|rest| ENV_KEYS.contains(&rest.to_ascii_lowercase().as_str()))
+        })
         .collect();
     builder = builder.add_source(
         config::Environment::with_prefix(ENV_PREFIX)
@@ -664,12 +741,24 @@ impl FileConfig {
             ),
             None => None,
         };
-        if targets.is_empty() && self.file_sd.is_empty() && !self.probe.enabled {
+        if targets.is_empty()
+            && self.file_sd.is_empty()
+            && self.cluster.is_empty()
+            && self.sentinel.is_empty()
+            && !self.probe.enabled
+        {
             return Err(invalid(
                 "targets",
-                "at least one [[targets]] entry, a [[file_sd]] source or an enabled [probe]".into(),
+                "at least one [[targets]] entry, a [[file_sd]], [[cluster]] or [[sentinel]] source, or an enabled [probe]".into(),
             ));
         }
+        crate::redis_discovery::validate_sources(
+            &self.cluster,
+            &self.sentinel,
+            source_name,
+            base_dir,
+            &defaults,
+        )?;
         if self.probe.enabled && self.probe.allowed_targets.is_empty() {
             return Err(invalid(
                 "probe.allowed_targets",
@@ -695,6 +784,8 @@ impl FileConfig {
             .collect();
         Ok(Settings {
             file_sd,
+            cluster: self.cluster,
+            sentinel: self.sentinel,
             probe: self.probe.enabled.then_some(self.probe),
             defaults: defaults.clone(),
             base_dir: base_dir.map(Path::to_path_buf),
@@ -1021,6 +1112,26 @@ mod tests {
         )];
         let settings = load_with_env(Some(file.path()), env).unwrap();
         assert_eq!(settings.poll_interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn kubernetes_service_variables_are_ignored() {
+        let env = vec![
+            (
+                "REDIS_PERSISTENCE_EXPORTER_PORT".to_owned(),
+                "tcp://10.0.0.1:9645".to_owned(),
+            ),
+            (
+                "REDIS_PERSISTENCE_EXPORTER_SERVICE_HOST".to_owned(),
+                "10.0.0.1".to_owned(),
+            ),
+            (
+                "REDIS_PERSISTENCE_EXPORTER_POLL_TIMEOUT".to_owned(),
+                "1s".to_owned(),
+            ),
+        ];
+        let settings = load_with_env(None, env).unwrap();
+        assert_eq!(settings.poll_timeout, Duration::from_secs(1));
     }
 
     #[test]
