@@ -20,11 +20,18 @@ missing_packages() {
         pkgs+=(prometheus)
     { command -v prometheus-alertmanager >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1; } ||
         pkgs+=(prometheus-alertmanager)
+    command -v redis-cli >/dev/null 2>&1 || pkgs+=(redis-tools)
+    command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
+    command -v curl >/dev/null 2>&1 || pkgs+=(curl)
+    command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
+    command -v prlimit >/dev/null 2>&1 || pkgs+=(util-linux)
+    command -v ps >/dev/null 2>&1 || pkgs+=(procps)
     printf '%s\n' "${pkgs[@]}"
 }
 
 python_has_prometheus_client() {
-    command -v python3 >/dev/null 2>&1 && python3 -c 'import prometheus_client' 2>/dev/null
+    # bcrypt hashes the web basic-auth passwords in the security tests.
+    command -v python3 >/dev/null 2>&1 && python3 -c 'import prometheus_client, bcrypt' 2>/dev/null
 }
 
 install_prerequisites() {
@@ -54,8 +61,8 @@ install_prerequisites() {
         step "installing prometheus-client (pip)"
         # Debian 12's system Python refuses pip installs (PEP 668) without this flag; pip
         # versions that predate the flag do not need it.
-        python3 -m pip install --quiet prometheus-client ||
-            python3 -m pip install --quiet --break-system-packages prometheus-client
+        python3 -m pip install --quiet prometheus-client bcrypt ||
+            python3 -m pip install --quiet --break-system-packages prometheus-client bcrypt
         python_has_prometheus_client || {
             echo 'error: prometheus_client still not importable after pip install' >&2
             exit 1
@@ -68,11 +75,9 @@ install_prerequisites
 step "cargo test --all-targets --no-fail-fast"
 cargo test --all-targets --no-fail-fast
 
-# --- more steps go here (the lead adds them) ----------------------------------------------
-# Each step must exit non-zero on failure (set -e does the rest) and be bounded in time,
-# e.g. a bounded fuzz run:
-#   step "fuzz the INFO parser (60 s)"
-#   cargo +nightly fuzz run info_parser -- -max_total_time=60
-# -----------------------------------------------------------------------------------------
+# Coverage-guided fuzzing of the INFO parser, bounded (about 60 s of fuzzing; longer on demand
+# with `bash scripts/fuzz.sh --seconds N`). A crash is saved under tests/fuzz_regressions/.
+step "fuzz the INFO parser (60 s)"
+bash scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-60}"
 
 step "all tests passed"

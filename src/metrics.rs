@@ -484,7 +484,7 @@ fn encode_self_metrics(
         let n = name("poll_failures");
         let mut family = encoder.encode_descriptor(
             &n,
-            "Failed polls per target by reason (timeout, refused, auth, permission, tls, protocol, server_error, io, parse, password_file).",
+            "Failed polls per target by reason (timeout, refused, auth, permission, tls, protocol, server_error, io, parse, password_file, reply_too_large).",
             None,
             MetricType::Counter,
         )?;
