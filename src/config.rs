@@ -25,6 +25,7 @@ pub const ENV_KEYS: &[&str] = &[
     "listen_address",
     "rdb_max_age",
     "config_refresh_interval",
+    "siblings_refresh_interval",
     "config_command",
     "shard",
 ];
@@ -56,6 +57,15 @@ pub struct FileConfig {
     /// here without editing the rule. Each target may override it. Default 24h.
     #[serde(default = "default_rdb_max_age", with = "humantime_serde")]
     pub rdb_max_age: Duration,
+    /// How often a poll also reads the sibling sections (server, memory, stats, replication:
+    /// memory, uptime, role, replicas, forks). Other polls read `INFO persistence` only, which
+    /// costs Redis about a third as much; the sibling values shown are then from the last full
+    /// read. At least poll_interval. Default 30s.
+    #[serde(
+        default = "default_siblings_refresh_interval",
+        with = "humantime_serde"
+    )]
+    pub siblings_refresh_interval: Duration,
     /// How often the few settings that change what INFO means (`appendonly`, `appendfsync`,
     /// `auto-aof-rewrite-percentage`, `auto-aof-rewrite-min-size`, `dir`) are re-read with
     /// `CONFIG GET`. Rarely, because they rarely change. Default 5m.
@@ -343,6 +353,9 @@ fn default_poll_timeout() -> Duration {
 fn default_listen_address() -> String {
     DEFAULT_LISTEN_ADDRESS.to_owned()
 }
+fn default_siblings_refresh_interval() -> Duration {
+    Duration::from_secs(30)
+}
 fn default_config_refresh_interval() -> Duration {
     Duration::from_secs(300)
 }
@@ -495,6 +508,8 @@ pub struct Settings {
     pub listen_address: SocketAddr,
     /// See [`FileConfig::config_refresh_interval`].
     pub config_refresh_interval: Duration,
+    /// See [`FileConfig::siblings_refresh_interval`].
+    pub siblings_refresh_interval: Duration,
     /// This replica's share of the targets, if the fleet is split.
     pub shard: Option<crate::shard::Shard>,
     /// File discovery sources, with paths made absolute.
@@ -734,6 +749,15 @@ impl FileConfig {
                 ),
             ));
         }
+        if self.siblings_refresh_interval < self.poll_interval {
+            return Err(invalid(
+                "siblings_refresh_interval",
+                format!(
+                    "a duration of at least poll_interval ({})",
+                    humantime::format_duration(self.poll_interval)
+                ),
+            ));
+        }
         let shard = match &self.shard {
             Some(spec) => Some(
                 spec.parse()
@@ -794,6 +818,7 @@ impl FileConfig {
             poll_timeout: self.poll_timeout,
             listen_address,
             config_refresh_interval: self.config_refresh_interval,
+            siblings_refresh_interval: self.siblings_refresh_interval,
             targets,
         })
     }

@@ -129,6 +129,35 @@ pub struct Info {
     pub field_errors: Vec<FieldError>,
 }
 
+impl Info {
+    /// Takes the sibling-section fields (server, memory, stats, replication) from an earlier
+    /// full reply, for a reply that carried the persistence section only. Fields this reply
+    /// has are kept.
+    pub fn inherit_siblings(&mut self, from: &Info) {
+        fn fill<T: Clone>(field: &mut Option<T>, from: &Option<T>) {
+            if field.is_none() {
+                field.clone_from(from);
+            }
+        }
+        fill(&mut self.redis_version, &from.redis_version);
+        fill(&mut self.run_id, &from.run_id);
+        fill(&mut self.uptime_seconds, &from.uptime_seconds);
+        fill(&mut self.used_memory_bytes, &from.used_memory_bytes);
+        fill(&mut self.maxmemory_bytes, &from.maxmemory_bytes);
+        fill(
+            &mut self.mem_fragmentation_ratio,
+            &from.mem_fragmentation_ratio,
+        );
+        fill(&mut self.total_forks, &from.total_forks);
+        fill(&mut self.latest_fork_usec, &from.latest_fork_usec);
+        fill(&mut self.role, &from.role);
+        fill(&mut self.connected_replicas, &from.connected_replicas);
+        if self.replicas.is_empty() {
+            self.replicas.clone_from(&from.replicas);
+        }
+    }
+}
+
 /// Parses an `INFO` reply. Never panics, whatever the input.
 pub fn parse(text: &str) -> Result<Info, ParseError> {
     let fields = split_fields(text);
@@ -421,6 +450,21 @@ mod tests {
             let lf = crlf.replace("\r\n", "\n");
             assert_eq!(parse(&crlf).unwrap(), parse(&lf).unwrap());
         }
+    }
+
+    #[test]
+    fn persistence_only_reply_inherits_siblings() {
+        let full = parse(&reference("healthy_aof_info_everything.txt")).unwrap();
+        let mut partial = parse(&reference("aof_rewrite_killed_err.txt")).unwrap();
+        assert_eq!(partial.role, None);
+        partial.inherit_siblings(&full);
+        assert_eq!(partial.role.as_deref(), Some("master"));
+        assert_eq!(partial.used_memory_bytes, full.used_memory_bytes);
+        assert_eq!(
+            partial.aof_last_bgrewrite_status,
+            Some(OpStatus::Err),
+            "own fields kept"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - [`poller`]: one task per target; owns its connection, schedule and deadline.
 //! - [`fleet`]: the running pollers, following (re)loaded config.
 //! - [`discovery`]: targets from `file_sd` files.
+//! - [`redis_discovery`]: targets from Redis Cluster membership and Sentinel topology.
 //! - [`shard`]: which targets this replica polls when several split a fleet.
 //! - [`state`]: the latest snapshot per target and poll bookkeeping.
 //! - [`metrics`]: maps state to OpenMetrics series.
@@ -39,6 +40,7 @@ pub mod metrics;
 pub mod poller;
 pub mod probe;
 pub mod redis_client;
+pub mod redis_discovery;
 pub mod report;
 pub mod server_config;
 pub mod shard;

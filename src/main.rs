@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use redis_persistence_exporter::discovery::{self, FileSd};
 use redis_persistence_exporter::fleet::Fleet;
+use redis_persistence_exporter::redis_discovery::RedisSd;
 use redis_persistence_exporter::{check, config, http, report, signal, state::Store, web};
 use tokio::sync::{mpsc, oneshot};
 
@@ -233,6 +234,9 @@ async fn run(cli: &Cli, settings: config::Settings, web: web::WebConfig) -> anyh
     let mut fleet = Fleet::new(store.clone());
     let mut file_sd = FileSd::new();
     let discovered = file_sd.refresh(&settings).unwrap_or_default();
+    // Cluster and Sentinel nodes arrive through `redis_sd.changed()` once their first refresh
+    // answers, so a slow seed does not hold up serving.
+    let mut redis_sd = RedisSd::start(&settings);
     fleet.apply(&with_discovered(&settings, &discovered));
     store.record_reload(true, SystemTime::now());
     tracing::info!(
@@ -268,10 +272,17 @@ async fn run(cli: &Cli, settings: config::Settings, web: web::WebConfig) -> anyh
         let reply = tokio::select! {
             _ = &mut terminate => break,
             _ = refresh => {
-                if let Some(discovered) = file_sd.refresh(&settings) {
+                if file_sd.refresh(&settings).is_some() {
+                    let discovered = all_discovered(&file_sd, &redis_sd);
                     let changes = fleet.apply(&with_discovered(&settings, &discovered));
                     tracing::info!(%changes, "discovered targets changed");
                 }
+                continue;
+            }
+            _ = redis_sd.changed() => {
+                let discovered = all_discovered(&file_sd, &redis_sd);
+                let changes = fleet.apply(&with_discovered(&settings, &discovered));
+                tracing::info!(%changes, "discovered targets changed");
                 continue;
             }
             _ = hangups.next() => None,
@@ -281,7 +292,9 @@ async fn run(cli: &Cli, settings: config::Settings, web: web::WebConfig) -> anyh
             Ok(new) => {
                 settings = new;
                 file_sd = FileSd::new();
-                let discovered = file_sd.refresh(&settings).unwrap_or_default();
+                file_sd.refresh(&settings);
+                redis_sd = redis_sd.restart(&settings);
+                let discovered = all_discovered(&file_sd, &redis_sd);
                 let changes = fleet.apply(&with_discovered(&settings, &discovered));
                 *current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(settings.clone());
                 tracing::info!(%changes, "config reloaded");
@@ -306,6 +319,13 @@ async fn run(cli: &Cli, settings: config::Settings, web: web::WebConfig) -> anyh
         Err(_) => tracing::warn!("in-flight requests did not finish within 5s; exiting anyway"),
     }
     Ok(())
+}
+
+/// Targets from `file_sd` files, then from Redis Cluster and Sentinel discovery.
+fn all_discovered(file_sd: &FileSd, redis_sd: &RedisSd) -> Vec<config::Target> {
+    let mut all = file_sd.targets();
+    all.extend(redis_sd.targets());
+    all
 }
 
 /// The settings with discovered targets added to the configured ones.

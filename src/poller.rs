@@ -9,7 +9,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::cause::{self, FailureKind};
 use crate::config::{Settings, Target};
 use crate::info::{self, OpStatus};
-use crate::redis_client::{ClientError, Connection};
+use crate::redis_client::{ClientError, Connection, InfoScope};
 use crate::server_config::{self, ServerConfig};
 use crate::state::{lock, Causes, ConfigStatus, Snapshot, TargetCell};
 
@@ -47,6 +47,8 @@ pub struct Schedule {
     pub timeout: Duration,
     /// Time between `CONFIG GET`s.
     pub config_refresh: Duration,
+    /// Time between reads of the sibling INFO sections.
+    pub siblings_refresh: Duration,
 }
 
 impl From<&Settings> for Schedule {
@@ -55,6 +57,7 @@ impl From<&Settings> for Schedule {
             interval: settings.poll_interval,
             timeout: settings.poll_timeout,
             config_refresh: settings.config_refresh_interval,
+            siblings_refresh: settings.siblings_refresh_interval,
         }
     }
 }
@@ -84,6 +87,7 @@ pub struct Poller {
     connection: Option<Connection>,
     was_up: Option<bool>,
     config_read_at: Option<Instant>,
+    siblings_read_at: Option<Instant>,
     cause_key: Option<FailureKey>,
     password_file_seen: Option<(SystemTime, u64)>,
 }
@@ -98,6 +102,7 @@ impl Poller {
             connection: None,
             was_up: None,
             config_read_at: None,
+            siblings_read_at: None,
             cause_key: None,
             password_file_seen: None,
         }
@@ -117,6 +122,14 @@ impl Poller {
             && self
                 .config_read_at
                 .is_none_or(|at| at.elapsed() >= self.schedule.config_refresh);
+        let scope = if self
+            .siblings_read_at
+            .is_none_or(|at| at.elapsed() >= self.schedule.siblings_refresh)
+        {
+            InfoScope::Full
+        } else {
+            InfoScope::Persistence
+        };
         let outcome = tokio::time::timeout(
             self.schedule.timeout,
             poll_once(
@@ -124,13 +137,19 @@ impl Poller {
                 &mut self.connection,
                 self.schedule.timeout,
                 config_due,
+                scope,
             ),
         )
         .await
         .unwrap_or(Err(PollError::Timeout(self.schedule.timeout)));
         let took = started.elapsed();
         match outcome {
-            Ok(reading) => self.record_success(reading, took).await,
+            Ok(reading) => {
+                if scope == InfoScope::Full {
+                    self.siblings_read_at = Some(started);
+                }
+                self.record_success(reading, took).await
+            }
             Err(error) => {
                 // A failed or timed-out connection may hold a half-read reply; never reuse it.
                 self.connection = None;
@@ -166,9 +185,25 @@ impl Poller {
         if !reading.info.field_errors.is_empty() {
             tracing::debug!(target_name = %target.name, errors = ?reading.info.field_errors.iter().map(ToString::to_string).collect::<Vec<_>>(), "some INFO fields were unreadable and are left out");
         }
-        let snapshot = Snapshot::new(reading.info, SystemTime::now());
+        let mut info = reading.info;
         let key = {
             let mut state = lock(&self.cell);
+            if let Some(previous) = &state.latest {
+                // Counters going backwards mean the server restarted since the last full
+                // read: read everything (run_id included) on the next poll.
+                let went_back = |before: Option<u64>, after: Option<u64>| matches!((before, after), (Some(b), Some(a)) if a < b);
+                if went_back(previous.info.aof_rewrites, info.aof_rewrites)
+                    || went_back(previous.info.rdb_saves, info.rdb_saves)
+                    || went_back(
+                        previous.info.rdb_last_save_timestamp_seconds,
+                        info.rdb_last_save_timestamp_seconds,
+                    )
+                {
+                    self.siblings_read_at = None;
+                }
+                info.inherit_siblings(&previous.info);
+            }
+            let snapshot = Snapshot::new(info, SystemTime::now());
             state.record_success(snapshot, took);
             if let Some(config) = reading.config {
                 self.config_read_at = Some(Instant::now());
@@ -255,6 +290,7 @@ async fn poll_once(
     connection: &mut Option<Connection>,
     timeout: Duration,
     config_due: bool,
+    scope: InfoScope,
 ) -> Result<Reading, PollError> {
     if connection.as_ref().is_none_or(|c| !c.is_alive()) {
         *connection = None;
@@ -263,7 +299,7 @@ async fn poll_once(
     let Some(open) = connection.as_mut() else {
         unreachable!("connection was just opened");
     };
-    let text = open.info().await?;
+    let text = open.info(scope).await?;
     let info = info::parse(&text)?;
     let config = match (&target.config_command, config_due) {
         (Some(command), true) => Some(read_server_config(open, command).await?),

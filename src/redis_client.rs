@@ -114,6 +114,15 @@ impl ClientError {
     }
 }
 
+/// How much a poll asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InfoScope {
+    /// The persistence section only.
+    Persistence,
+    /// Persistence plus [`INFO_SECTIONS`]' siblings.
+    Full,
+}
+
 /// Which `INFO` form the server accepts; learnt once per connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum InfoForm {
@@ -180,7 +189,12 @@ impl Connection {
         // No reconnect policy: the poller decides when to reconnect.
         let client = Client::new(
             config,
-            Some(PerformanceConfig::default()),
+            // fred keeps several event broadcast channels per client; none is used here, so
+            // their capacity is the smallest allowed, which saves memory per target.
+            Some(PerformanceConfig {
+                broadcast_channel_capacity: 1,
+                ..PerformanceConfig::default()
+            }),
             Some(connection),
             None,
         );
@@ -207,9 +221,14 @@ impl Connection {
         !self.connection_task.is_finished() && self.client.is_connected()
     }
 
-    /// Sends one `INFO` and returns the reply text. Falls back to plain `INFO` once if the
-    /// server rejects the multi-section form, and remembers that for this connection.
-    pub async fn info(&mut self) -> Result<String, ClientError> {
+    /// Sends one `INFO` and returns the reply text. `Persistence` asks for that section only
+    /// (the cheapest reply, for most polls); `Full` adds the sibling sections, and falls back
+    /// to plain `INFO` once if the server rejects several sections, remembered for this
+    /// connection.
+    pub async fn info(&mut self, scope: InfoScope) -> Result<String, ClientError> {
+        if scope == InfoScope::Persistence {
+            return self.command("INFO", &["persistence"]).await;
+        }
         if self.info_form == InfoForm::MultiSection {
             match self.command("INFO", INFO_SECTIONS).await {
                 Err(ClientError::Server(_)) => self.info_form = InfoForm::Default,
@@ -525,6 +544,8 @@ mod guard {
         tokio::spawn(async move {
             let accepted =
                 tokio::time::timeout(std::time::Duration::from_secs(30), listener.accept()).await;
+            // One client per relay: close the listening socket now, not with the connection.
+            drop(listener);
             let _ = std::fs::remove_file(&socket_path);
             if let Ok(Ok((client, _))) = accepted {
                 pump(client, upstream, limit, oversized).await;
@@ -577,7 +598,7 @@ mod guard {
         let requests = {
             let budget = budget.clone();
             async move {
-                let mut buffer = [0u8; 4096];
+                let mut buffer = [0u8; 512];
                 loop {
                     let n = client_read.read(&mut buffer).await.unwrap_or(0);
                     if n == 0 {
@@ -591,7 +612,7 @@ mod guard {
             }
         };
         let replies = async move {
-            let mut buffer = [0u8; 16384];
+            let mut buffer = [0u8; 8192];
             loop {
                 let n = upstream_read.read(&mut buffer).await.unwrap_or(0);
                 if n == 0 {
