@@ -189,10 +189,12 @@ impl Connection {
         // No reconnect policy: the poller decides when to reconnect.
         let client = Client::new(
             config,
-            // fred keeps several event broadcast channels per client; none is used here, so
-            // their capacity is the smallest allowed, which saves memory per target.
+            // fred keeps several event broadcast channels per client. Only the connect events
+            // are read (by `wait_for_connect`), so a small capacity saves memory per target;
+            // 1 is too small: a failing handshake emits more than one event before the
+            // waiter reads and it would see "channel lagged" instead of the real error.
             Some(PerformanceConfig {
-                broadcast_channel_capacity: 1,
+                broadcast_channel_capacity: 8,
                 ..PerformanceConfig::default()
             }),
             Some(connection),
