@@ -1,0 +1,125 @@
+//! The allow-listed `/probe` endpoint and `file_sd` discovery, against a real redis-server and
+//! the real binary.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{sample, Exporter, Redis, RedisOptions};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn get(port: u16, path_and_query: &str) -> (u16, String) {
+    let response = reqwest::blocking::Client::new()
+        .get(format!("http://127.0.0.1:{port}{path_and_query}"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .expect("GET");
+    let status = response.status().as_u16();
+    (status, response.text().unwrap_or_default())
+}
+
+#[test]
+fn probe_polls_allowed_targets_only() {
+    let redis = Redis::start(RedisOptions::aof());
+    let sd_dir = tempfile::tempdir().unwrap();
+    let exporter = Exporter::start(&format!(
+        "poll_interval = \"500ms\"\npoll_timeout = \"400ms\"\n\
+         [[file_sd]]\nfiles = [\"{}/*.json\"]\nrefresh_interval = \"500ms\"\n\
+         [probe]\nenabled = true\nallowed_targets = [\"redis://127.0.0.1:{}\"]\n",
+        sd_dir.path().display(),
+        redis.port()
+    ));
+    let name = format!("redis://127.0.0.1:{}", redis.port());
+
+    let (status, body) = get(
+        exporter.port(),
+        &format!("/probe?target=127.0.0.1:{}", redis.port()),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        sample(&body, "redis_up", &[("target", &name)]),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "redis_aof_rewrite_state",
+            &[("target", &name), ("state", "ok")]
+        ),
+        Some(1.0)
+    );
+    assert!(body.trim_end().ends_with("# EOF"));
+
+    // Not on the allow-list: refused without connecting anywhere.
+    let (status, body) = get(exporter.port(), "/probe?target=127.0.0.1:1");
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = get(exporter.port(), "/probe?target=169.254.169.254:80");
+    assert_eq!(status, 403);
+    // Credentials in the probed URL are refused, and not echoed.
+    let (status, body) = get(
+        exporter.port(),
+        &format!("/probe?target=redis://u:hunter2@127.0.0.1:{}", redis.port()),
+    );
+    assert_eq!(status, 400);
+    assert!(!body.contains("hunter2"), "{body}");
+    let (status, _) = get(exporter.port(), "/probe");
+    assert_eq!(status, 400);
+    // A probe adds nothing to /metrics: the exporter polls no configured target.
+    assert_eq!(
+        sample(&exporter.scrape(), "redis_up", &[("target", &name)]),
+        None
+    );
+}
+
+#[test]
+fn file_sd_targets_follow_the_file() {
+    let redis = Redis::start(RedisOptions::aof());
+    let sd_dir = tempfile::tempdir().unwrap();
+    let file = sd_dir.path().join("targets.json");
+    std::fs::write(
+        &file,
+        format!(
+            r#"[{{"targets": ["127.0.0.1:{}"], "labels": {{"name": "from-file", "env": "sd"}}}}]"#,
+            redis.port()
+        ),
+    )
+    .unwrap();
+    let exporter = Exporter::start(&format!(
+        "poll_interval = \"500ms\"\npoll_timeout = \"400ms\"\n\
+         [[file_sd]]\nfiles = [\"{}/*.json\"]\nrefresh_interval = \"500ms\"\n",
+        sd_dir.path().display()
+    ));
+    exporter.wait_for(WAIT, "the file's target is polled", |m| {
+        sample(m, "redis_up", &[("target", "from-file"), ("env", "sd")]) == Some(1.0)
+    });
+
+    // A half-written file keeps the targets it had.
+    std::fs::write(&file, "[{\"targets\": [").unwrap();
+    common::wait_until(WAIT, "the broken file is noticed", || {
+        exporter.log().contains("file_sd file unusable")
+    });
+    let noticed = exporter.scrape();
+    let polls = |m: &str| {
+        sample(
+            m,
+            "redis_persistence_exporter_polls_total",
+            &[("target", "from-file")],
+        )
+        .unwrap_or(0.0)
+    };
+    let kept = exporter.wait_for(WAIT, "the target keeps being polled", |m| {
+        polls(m) >= polls(&noticed) + 2.0
+    });
+    assert_eq!(
+        sample(&kept, "redis_up", &[("target", "from-file")]),
+        Some(1.0)
+    );
+
+    // Emptying the file removes the target and its series.
+    std::fs::write(&file, "[]").unwrap();
+    exporter.wait_for(WAIT, "the target is gone", |m| {
+        sample(m, "redis_up", &[("target", "from-file")]).is_none()
+    });
+}
