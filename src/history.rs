@@ -1,9 +1,8 @@
 //! Signals derived across polls: failed attempts, stuck versus transient, and since when.
 //!
-//! Redis's own counters do not see every failure. `aof_rewrites` counts a rewrite once it gets
-//! as far as forking, so a failed `fork()` is counted but a failure to open the new AOF file
-//! (a full disk) is not; `aof_rewrites_consecutive_failures` only counts rewrites whose child
-//! ran and failed; Redis before 7.0 has neither. So an attempt is inferred from every piece of
+//! Redis's own counters do not see every failure. Measured on Redis 7.0.15: a refused `fork()`
+//! bumps `aof_rewrites` but not `aof_rewrites_consecutive_failures`, which only counts rewrites
+//! whose child ran and failed (killed, or a write error); Redis before 7.0 has neither. So an attempt is inferred from every piece of
 //! evidence a poll carries, and the strongest one wins:
 //!
 //! - the attempt counter moved (`aof_rewrites`, `rdb_saves`);
