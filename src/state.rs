@@ -310,6 +310,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn derived_history_survives_a_brief_disconnect() {
+        use crate::config::{Address, Target};
+        let target = Target {
+            name: "t".into(),
+            labels: vec![],
+            address: Address::Tcp {
+                host: "h".into(),
+                port: 1,
+                tls: false,
+            },
+            username: None,
+            password: None,
+            rdb_max_age: Duration::from_secs(60),
+            config_command: None,
+            log_file: None,
+            data_dir: None,
+            tls: None,
+        };
+        let mut state = TargetState::new(Arc::new(target));
+        let err = |consecutive: u64| {
+            crate::info::parse(&format!(
+                "run_id:abc\naof_enabled:1\naof_last_bgrewrite_status:err\naof_rewrites:{consecutive}\naof_rewrites_consecutive_failures:{consecutive}\n"
+            ))
+            .unwrap()
+        };
+        state.record_success(Snapshot::new(err(1), SystemTime::now()), Duration::ZERO);
+        state.record_failure("timeout", Duration::ZERO);
+        assert!(
+            state.current().is_none(),
+            "nothing presented as current while down"
+        );
+        state.record_success(Snapshot::new(err(2), SystemTime::now()), Duration::ZERO);
+        assert!(
+            state.diagnosis.aof.stuck(),
+            "the streak continued across the disconnect"
+        );
+        assert_eq!(state.diagnosis.aof.failed_attempts_total, 2);
+    }
+
+    #[test]
     fn histogram_buckets_include_inf() {
         let mut h = DurationHistogram::default();
         h.observe(Duration::from_micros(100));
