@@ -8,12 +8,19 @@
 #
 #   - Redis commands and Redis command CPU (usec from INFO commandstats, reset with
 #     CONFIG RESETSTAT) per poll (ours) and per scrape (reference),
+#   - Redis reply bytes per poll/scrape (total_net_output_bytes): with ours this shows the mix
+#     of `INFO persistence` polls (~0.9 KB) and full five-section polls (~4.5 KB),
+#   - ours' Redis command CPU split by INFO form (SLOWLOG with slowlog-log-slower-than 0 on our
+#     server only; a slowlog entry's duration is the same measure as commandstats usec),
 #   - redis-server process CPU per poll/scrape (/proc/<pid>/task/*/schedstat, ns),
 #   - exporter CPU (utime+stime from /proc/<pid>/stat, and schedstat for ns resolution),
 #   - exporter RSS (VmRSS, VmHWM),
 #   - /metrics latency (curl %{time_total}: p50, p90, p99, max), plus a short wrk run.
 #
 # Usage: bash scripts/bench-compare.sh [--duration SECONDS] [--keys N] [--no-wrk]
+#        [--siblings-refresh DURATION]
+# --siblings-refresh sets our siblings_refresh_interval (default: the exporter's, 30s): "1s"
+# makes every poll a full INFO, "1h" makes every poll in the window `INFO persistence` only.
 # Needs redis-server, redis-cli, curl; as root it installs prometheus-redis-exporter and wrk
 # if missing. Everything listens on 127.0.0.1 only; every loop is bounded.
 set -euo pipefail
@@ -25,17 +32,20 @@ source "${ROOT}/scripts/lib/stack.sh"
 DURATION=60
 KEYS=10000
 RUN_WRK=1
+SIBLINGS=""
 while [[ $# -gt 0 ]]; do
     case $1 in
     --duration) DURATION=$2; shift 2 ;;
     --keys) KEYS=$2; shift 2 ;;
     --no-wrk) RUN_WRK=0; shift ;;
-    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    --siblings-refresh) SIBLINGS=$2; shift 2 ;;
+    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
     esac
 done
 [[ ${DURATION} =~ ^[0-9]+$ && ${DURATION} -ge 10 && ${DURATION} -le 600 ]] ||
     die "--duration must be 10..600 seconds"
+[[ -z ${SIBLINGS} || ${SIBLINGS} =~ ^[0-9]+(s|m|h)$ ]] || die "--siblings-refresh must look like 1s, 30s, 1h"
 
 require_redis
 REF_BIN=/usr/bin/prometheus-redis-exporter
@@ -74,17 +84,36 @@ cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 # CPU time of all live threads in ns (first field of each task's schedstat).
 sched_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 status_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
-# Sum of calls and usec over every command in INFO commandstats, except the bookkeeping this
-# script itself sends (CONFIG RESETSTAT); prints "calls usec per-command-breakdown".
+# One `INFO stats commandstats` after the window (a single call, so this script's own read is
+# counted in neither). Prints "calls usec out_bytes per-command-breakdown": calls and usec summed
+# over every command except the bookkeeping this script sends (CONFIG RESETSTAT), out_bytes =
+# total_net_output_bytes since the reset.
 cmdstats() {
-    redis-cli -p "$1" info commandstats | tr -d '\r' | awk -F'[:,=]' '
+    redis-cli -p "$1" info stats commandstats | tr -d '\r' | awk -F'[:,=]' '
+        $1 == "total_net_output_bytes" { bytes = $2 }
         /^cmdstat_/ {
             name = substr($1, 9)
             if (name == "config|resetstat") next
             calls += $3; usec += $5
             detail = detail sprintf("%s=%d/%dus ", name, $3, $5)
         }
-        END { printf "%.0f %.0f %s\n", calls, usec, detail }'
+        END { printf "%.0f %.0f %.0f %s\n", calls, usec, bytes, detail }'
+}
+# slowlog_split PORT: every INFO the exporter sent in the window, grouped by its arguments:
+# "count x mean us (min-max)" per form. Entries are blank-line separated (the exporter sets no
+# client name): id, time, duration, args..., client address.
+slowlog_split() {
+    redis-cli -p "$1" slowlog get "${SLOWLOG_LEN}" | tr -d '\r' | awk 'BEGIN {RS = ""; FS = "\n"}
+        tolower($4) == "info" {
+            args = ""
+            for (i = 5; i < NF; i++) args = args (args == "" ? "" : " ") $i
+            if (args == "stats commandstats") next   # this script reading the results
+            if (args == "") args = "(none)"
+            n[args]++; sum[args] += $3
+            if (!(args in lo) || $3 < lo[args]) lo[args] = $3
+            if ($3 > hi[args]) hi[args] = $3
+        }
+        END { for (a in n) printf "      INFO %s: %d x %.1f us (min %d, max %d)\n", a, n[a], sum[a] / n[a], lo[a], hi[a] }'
 }
 polls_total() {
     http_get "http://127.0.0.1:$1/metrics" |
@@ -122,10 +151,13 @@ for port in "${OURS_REDIS_PORT}" "${REF_REDIS_PORT}" "${BASE_REDIS_PORT}"; do
     redis-cli -p "${port}" debug populate "${KEYS}" key 64 >/dev/null
 done
 
+SIBLINGS_LINE=""
+[[ -z ${SIBLINGS} ]] || SIBLINGS_LINE="siblings_refresh_interval = \"${SIBLINGS}\""
 cat >"${WORK}/exporter.toml" <<EOF
 poll_interval = "1s"
 poll_timeout = "900ms"
 listen_address = "127.0.0.1:${OURS_PORT}"
+${SIBLINGS_LINE}
 
 [[targets]]
 name = "bench"
@@ -150,7 +182,13 @@ done
 
 # --- window ---------------------------------------------------------------------------------
 
-log "measuring for ${DURATION} s; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+log "measuring for ${DURATION} s; load before: ${load_before}"
+# Log every command on our server (kept in memory, read once at the end), then reset counters.
+SLOWLOG_LEN=$((DURATION * 3 + 64))
+redis-cli -p "${OURS_REDIS_PORT}" config set slowlog-max-len "${SLOWLOG_LEN}" >/dev/null
+redis-cli -p "${OURS_REDIS_PORT}" config set slowlog-log-slower-than 0 >/dev/null
+redis-cli -p "${OURS_REDIS_PORT}" slowlog reset >/dev/null
 redis-cli -p "${OURS_REDIS_PORT}" config resetstat >/dev/null
 redis-cli -p "${REF_REDIS_PORT}" config resetstat >/dev/null
 polls_start=$(polls_total "${OURS_PORT}")
@@ -180,8 +218,9 @@ ref_ns1=$(sched_ns "${REF_PID}")
 oredis_ns1=$(sched_ns "${OURS_REDIS_PID}")
 rredis_ns1=$(sched_ns "${REF_REDIS_PID}")
 iredis_ns1=$(sched_ns "${IDLE_REDIS_PID}")
-read -r ours_calls ours_usec ours_detail <<<"$(cmdstats "${OURS_REDIS_PORT}")"
-read -r ref_calls ref_usec ref_detail <<<"$(cmdstats "${REF_REDIS_PORT}")"
+read -r ours_calls ours_usec ours_bytes ours_detail <<<"$(cmdstats "${OURS_REDIS_PORT}")"
+read -r ref_calls ref_usec ref_bytes ref_detail <<<"$(cmdstats "${REF_REDIS_PORT}")"
+ours_split=$(slowlog_split "${OURS_REDIS_PORT}")
 ours_rss=$(status_kib "${OURS_PID}" VmRSS)
 ours_hwm=$(status_kib "${OURS_PID}" VmHWM)
 ref_rss=$(status_kib "${REF_PID}" VmRSS)
@@ -213,13 +252,15 @@ r_tick=$(per $(((ref_ticks1 - ref_ticks0) * 1000000)) $((scrapes * TCK)))
 cat <<EOF
 
 == bench-compare: ${elapsed} s window, ours ${polls} polls + ${scrapes} scrapes, reference ${scrapes} scrapes
-   machine: $(nproc) CPU(s), $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo); load before/after window: ${load_after} (1/5/15 min)
+   machine: $(nproc) CPU(s), $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo); load (1/5/15 min) before window: ${load_before}, after: ${load_after}
+   ours: siblings_refresh_interval ${SIBLINGS:-default (30s)}
    Redis: $(redis-server --version | awk '{print $3}'), ${KEYS} keys each; reference: $("${REF_BIN}" --version 2>&1 | grep -o 'Exporter [^ ]*' | head -1)
 
 | measure                                   | ours (per poll) | reference (per scrape) | reference / ours |
 |-------------------------------------------|----------------:|-----------------------:|-----------------:|
 | Redis commands                            | ${o_cmd} | ${r_cmd} | $(ratio "${r_cmd}" "${o_cmd}") |
 | Redis command CPU, commandstats (us)      | ${o_us} | ${r_us} | $(ratio "${r_us}" "${o_us}") |
+| Redis reply bytes, total_net_output_bytes | $(per "${ours_bytes}" "${polls}") | $(per "${ref_bytes}" "${scrapes}") | $(ratio "${ref_bytes}" "${ours_bytes}") |
 | redis-server CPU minus idle server (us)   | ${o_rproc} | ${r_rproc} | $(ratio "${r_rproc}" "${o_rproc}") |
 | exporter CPU, schedstat (us)              | ${o_cpu} | ${r_cpu} | $(ratio "${r_cpu}" "${o_cpu}") |
 | exporter CPU, utime+stime (us, 1/${TCK} s ticks) | ${o_tick} | ${r_tick} | $(ratio "${r_tick}" "${o_tick}") |
@@ -229,7 +270,11 @@ cat <<EOF
    ours' exporter CPU includes serving its ${scrapes} scrapes. redis-server CPU is the process's
    schedstat time minus that of an identical idle server over the same window
    ($(per "${idle_ns}" "${elapsed}" 0.001) us/s of background cron), so it includes connection handling.
+   That row is noisy: the servers' background cron differs by several hundred us/s between
+   runs, more than a ~30-80 us poll; prefer commandstats and the slowlog split below.
    commands, ours:      ${ours_detail}
+   ours' INFO calls by form (slowlog durations, us):
+${ours_split}
    commands, reference: ${ref_detail}
 EOF
 

@@ -3,18 +3,19 @@
 #
 #   1k:  1,000 targets polled every 1 s  (poll_timeout 900ms)
 #   10k: 10,000 targets polled every 15 s (poll_timeout 2s); fewer if `ulimit -n` cannot be
-#        raised to fit 4 descriptors per target (the run says so)
+#        raised to fit 3 descriptors per target (the run says so)
 #
 # A handful of AOF redis-servers on loopback serve all targets: targets have distinct names
 # and repeat the servers' URLs. Each target keeps its own connection, so file descriptors
-# (4 per target, see below) and Redis maxclients are raised. The exporter runs under `taskset -c 0`.
+# (3 per target, see below) and Redis maxclients are raised. The exporter runs under `taskset -c 0`.
 #
 # Over a window with no scrapes inside it, from /metrics at its start and end:
 #   - polls per target: each target's redis_persistence_exporter_polls_total must advance by
 #     window/interval +-1 (otherwise a missed poll), and none may fail (poll_failures_total);
 #   - late polls: poll_duration histogram deltas, against poll_timeout;
 #   - exporter CPU per target-poll (schedstat ns of all threads, and utime+stime);
-#   - RSS per target: (VmRSS - VmRSS of the same binary with 1 target) / targets;
+#   - RSS per target: (VmRSS - VmRSS of the same binary with 1 target) / (targets - 1), and the
+#     same for the anonymous part (/proc/<pid>/smaps_rollup), open descriptors and threads;
 # then /metrics latency (curl %{time_total}, 20 scrapes 0.5 s apart while polling goes on).
 #
 # Usage: bash scripts/bench-scale.sh [--scenario 1k|10k|both] [--servers N] [--window S]
@@ -43,13 +44,15 @@ done
 require_redis
 command -v taskset >/dev/null || die "taskset (util-linux) is needed"
 
-# 4 descriptors per target in the exporter: the Redis socket, fred's end of the relay, the
-# relay's accepted end, and the relay's unix listener, which stays open for the connection's
-# life (src/redis_client.rs relay_unix); redis-server needs maxclients + 32. Raising the hard limit needs CAP_SYS_RESOURCE: without
-# it the big scenario is cut to the targets that fit, and says so.
+# 3 descriptors per target in the exporter: the Redis socket, fred's end of the relay and the
+# relay's accepted end (src/redis_client.rs relay_unix closes its unix listener after accept,
+# so a 4th exists only while a target connects); redis-server needs maxclients + 32. Raising
+# the hard limit needs CAP_SYS_RESOURCE: without it the big scenario is cut to the targets
+# that fit, and says so.
+FDS_PER_TARGET=3
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 NOFILE=$(ulimit -n)
-FITS=$(((NOFILE - 100) / 4))
+FITS=$(((NOFILE - 100) / FDS_PER_TARGET))
 
 WORK=$(mktemp -d /tmp/bench-scale.XXXXXX)
 cleanup() {
@@ -71,6 +74,9 @@ EXPORTER_BIN="${WORK}/exporter"
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 sched_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 status_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+# A field of /proc/<pid>/smaps_rollup in KiB (Rss, Anonymous, Private_Dirty, ...).
+rollup_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/smaps_rollup"; }
+fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 now() { date +%s.%N; }
 scrape_to() { curl --silent --show-error --fail --max-time 30 --output "$2" "$1"; }
 
@@ -117,9 +123,12 @@ write_config "${WORK}/one.toml" 1 1s 900ms "${port}"
 start_pinned "${WORK}/one.toml" "${WORK}/one.log" "${port}" 15
 sleep 4
 BASE_RSS=$(status_kib "${EXPORTER_PID}" VmRSS)
+BASE_ANON=$(rollup_kib "${EXPORTER_PID}" Anonymous)
+BASE_FDS=$(fd_count "${EXPORTER_PID}")
+BASE_THREADS=$(status_kib "${EXPORTER_PID}" Threads)
 stop_pid "${EXPORTER_PID}"
 unset 'STACK_PIDS[${#STACK_PIDS[@]}-1]'
-log "baseline VmRSS ${BASE_RSS} KiB"
+log "baseline: VmRSS ${BASE_RSS} KiB, anonymous ${BASE_ANON} KiB, ${BASE_FDS} descriptors, ${BASE_THREADS} threads"
 
 RESULTS=()
 
@@ -154,9 +163,10 @@ run_scenario() {
     sleep "${window}"
     ns1=$(sched_ns "${pid}"); tk1=$(cpu_ticks "${pid}"); w1=$(now); load1=$(cut -d' ' -f1 /proc/loadavg)
     scrape_to "http://127.0.0.1:${port}/metrics" "${dir}/m1.txt"
-    local rss hwm threads
+    local rss hwm threads anon fds
     rss=$(status_kib "${pid}" VmRSS); hwm=$(status_kib "${pid}" VmHWM)
-    threads=$(status_kib "${pid}" Threads)
+    threads=$(status_kib "${pid}" Threads); anon=$(rollup_kib "${pid}" Anonymous)
+    fds=$(fd_count "${pid}")
 
     # Per-target poll counts: expected window/interval, +-1 for where the window cuts.
     local verdict
@@ -202,6 +212,9 @@ run_scenario() {
     cpu_tick_us=$(awk -v d=$((tk1 - tk0)) -v p="${total_polls}" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", d * 1e6 / hz / p}')
     cpu_share=$(awk -v d=$((ns1 - ns0)) -v a="${w0}" -v b="${w1}" 'BEGIN {printf "%.1f", d / 1e9 / (b - a) * 100}')
     rss_per=$(awk -v r="${rss}" -v b="${BASE_RSS}" -v n="${targets}" 'BEGIN {printf "%.1f", (r - b) / (n - 1)}')
+    local anon_per fds_per
+    anon_per=$(awk -v r="${anon}" -v b="${BASE_ANON}" -v n="${targets}" 'BEGIN {printf "%.1f", (r - b) / (n - 1)}')
+    fds_per=$(awk -v r="${fds}" -v b="${BASE_FDS}" -v n="${targets}" 'BEGIN {printf "%.2f", (r - b) / (n - 1)}')
 
     # /metrics latency while polling goes on: 20 scrapes, 0.5 s apart.
     : >"${dir}/lat.txt"
@@ -210,7 +223,8 @@ run_scenario() {
             "http://127.0.0.1:${port}/metrics" >>"${dir}/lat.txt" || echo "30 0" >>"${dir}/lat.txt"
         sleep 0.5
     done
-    local lat
+    local lat load_lat
+    load_lat=$(cut -d' ' -f1 /proc/loadavg)
     lat=$(sort -g "${dir}/lat.txt" | awk '{v[NR] = $1 * 1000; sz = $2} END {
         printf "%.1f / %.1f / %.1f ms (%d bytes)", v[int(NR / 2 + 0.5)], v[int(NR * 0.9 + 0.5)], v[NR], sz }')
 
@@ -237,7 +251,10 @@ run_scenario() {
 | exporter CPU share of core 0 | ${cpu_share} % |
 | VmRSS / VmHWM (KiB) | ${rss} / ${hwm} |
 | RSS per target, (VmRSS - ${BASE_RSS} KiB baseline) / (targets-1) | ${rss_per} KiB |
-| /metrics latency p50 / p90 / max (20 scrapes) | ${lat} |
+| smaps_rollup Anonymous; per target (baseline ${BASE_ANON} KiB) | ${anon} KiB; ${anon_per} KiB |
+| open descriptors; per target (baseline ${BASE_FDS}) | ${fds}; ${fds_per} |
+| threads (baseline ${BASE_THREADS}) | ${threads} |
+| /metrics latency p50 / p90 / max (20 scrapes; load ${load_lat} after) | ${lat} |
 
    poll duration histogram deltas (le: cumulative count): $(tr '\n' ' ' <"${dir}/durations.txt")
 EOF
@@ -251,7 +268,7 @@ fi
 if [[ ${SCENARIO} == 10k || ${SCENARIO} == both ]]; then
     big=10000
     if ((FITS < big)); then
-        log "WARNING: ulimit -n is ${NOFILE} (hard limit; raising it needs CAP_SYS_RESOURCE): 10,000 targets need ~40,100 descriptors at 4 per target; running ${FITS}"
+        log "WARNING: ulimit -n is ${NOFILE} (hard limit; raising it needs CAP_SYS_RESOURCE): 10,000 targets need ~$((10000 * FDS_PER_TARGET + 100)) descriptors at ${FDS_PER_TARGET} per target; running ${FITS}"
         big=${FITS}
     fi
     run_scenario 10k "${big}" 15 2s "${WINDOW:-90}"

@@ -59,7 +59,7 @@ pub struct FileConfig {
     pub rdb_max_age: Duration,
     /// How often a poll also reads the sibling sections (server, memory, stats, replication:
     /// memory, uptime, role, replicas, forks). Other polls read `INFO persistence` only, which
-    /// costs Redis about a third as much; the sibling values shown are then from the last full
+    /// costs Redis about 40% as much; the sibling values shown are then from the last full
     /// read. At least poll_interval. Default 30s.
     #[serde(
         default = "default_siblings_refresh_interval",

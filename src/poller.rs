@@ -122,10 +122,11 @@ impl Poller {
             && self
                 .config_read_at
                 .is_none_or(|at| at.elapsed() >= self.schedule.config_refresh);
-        let scope = if self
-            .siblings_read_at
-            .is_none_or(|at| at.elapsed() >= self.schedule.siblings_refresh)
-        {
+        // Half an interval of slack: a poll that starts a little early must not skip its
+        // full read (with siblings_refresh_interval = poll_interval every poll is full).
+        let scope = if self.siblings_read_at.is_none_or(|at| {
+            at.elapsed() + self.schedule.interval / 2 >= self.schedule.siblings_refresh
+        }) {
             InfoScope::Full
         } else {
             InfoScope::Persistence
