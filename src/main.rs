@@ -195,6 +195,20 @@ fn print_summary(cli: &Cli, settings: &config::Settings) {
             shard.index, shard.count
         );
     }
+    let sources = [
+        ("file_sd", settings.file_sd.len()),
+        ("cluster", settings.cluster.len()),
+        ("sentinel", settings.sentinel.len()),
+    ];
+    for (kind, count) in sources.iter().filter(|(_, count)| *count > 0) {
+        println!("  {count} {kind} discovery source(s)");
+    }
+    if let Some(probe) = &settings.probe {
+        println!(
+            "  /probe enabled for {} allowed pattern(s)",
+            probe.allowed_targets.len()
+        );
+    }
     println!("  {} target(s):", settings.targets.len());
     for target in &settings.targets {
         if settings.shard.is_some_and(|s| !s.owns(&target.name)) {
