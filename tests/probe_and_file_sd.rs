@@ -123,3 +123,30 @@ fn file_sd_targets_follow_the_file() {
         sample(m, "redis_up", &[("target", "from-file")]).is_none()
     });
 }
+
+#[test]
+fn check_includes_file_sd_targets() {
+    let redis = Redis::start(RedisOptions::aof());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("targets.json"),
+        format!(
+            r#"[{{"targets": ["127.0.0.1:{}"], "labels": {{"name": "discovered"}}}}]"#,
+            redis.port()
+        ),
+    )
+    .unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "poll_timeout = \"2s\"\n[[file_sd]]\nfiles = [\"*.json\"]\n",
+    )
+    .unwrap();
+    let output = common::run_exporter(["check".as_ref(), "--config".as_ref(), config.as_os_str()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("discovered: Last AOF Rewrite Status = ok"),
+        "{stdout}"
+    );
+}
