@@ -331,6 +331,13 @@ pub struct TargetConfig {
 }
 
 // Hand-written so a password can never reach a log line through `{:?}`.
+impl TargetConfig {
+    /// A target with just a URL and every optional key at its default.
+    pub fn bare(url: String) -> Self {
+        TargetTemplate::default().target_config(url, None, BTreeMap::new())
+    }
+}
+
 impl fmt::Debug for TargetConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TargetConfig")
@@ -588,24 +595,8 @@ pub fn load_with_env(
         message: describe_config_error(&e),
     })?;
     if path.is_none() && file.targets.is_empty() {
-        file.targets.push(TargetConfig {
-            url: DEFAULT_TARGET_URL.to_owned(),
-            name: None,
-            labels: BTreeMap::new(),
-            username: None,
-            password: None,
-            password_file: None,
-            password_env: None,
-            rdb_max_age: None,
-            config_command: None,
-            log_file: None,
-            data_dir: None,
-            tls_ca_file: None,
-            tls_cert_file: None,
-            tls_key_file: None,
-            tls_server_name: None,
-            tls_insecure_skip_verify: false,
-        });
+        file.targets
+            .push(TargetConfig::bare(DEFAULT_TARGET_URL.to_owned()));
     }
     let base_dir = path.and_then(Path::parent);
     file.validate(&source_name, base_dir)
@@ -622,24 +613,7 @@ pub fn from_urls(urls: &[String]) -> Result<Settings, ConfigError> {
         })?;
     file.targets = urls
         .iter()
-        .map(|url| TargetConfig {
-            url: url.clone(),
-            name: None,
-            labels: BTreeMap::new(),
-            username: None,
-            password: None,
-            password_file: None,
-            password_env: None,
-            rdb_max_age: None,
-            config_command: None,
-            log_file: None,
-            data_dir: None,
-            tls_ca_file: None,
-            tls_cert_file: None,
-            tls_key_file: None,
-            tls_server_name: None,
-            tls_insecure_skip_verify: false,
-        })
+        .map(|url| TargetConfig::bare(url.clone()))
         .collect();
     file.validate("command line", None)
 }

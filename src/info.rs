@@ -130,30 +130,48 @@ pub struct Info {
 }
 
 impl Info {
+    /// `aof_current_size / aof_base_size`, when both are known and the base is not zero.
+    pub fn aof_growth_ratio(&self) -> Option<f64> {
+        match (self.aof_current_size_bytes, self.aof_base_size_bytes) {
+            (Some(current), Some(base)) if base > 0 => Some(current as f64 / base as f64),
+            _ => None,
+        }
+    }
+
+    /// `used_memory / maxmemory`, when maxmemory is set.
+    pub fn memory_used_ratio(&self) -> Option<f64> {
+        match (self.used_memory_bytes, self.maxmemory_bytes) {
+            (Some(used), Some(max)) if max > 0 => Some(used as f64 / max as f64),
+            _ => None,
+        }
+    }
+
     /// Takes the sibling-section fields (server, memory, stats, replication) from an earlier
     /// full reply, for a reply that carried the persistence section only. Fields this reply
     /// has are kept.
-    pub fn inherit_siblings(&mut self, from: &Info) {
-        fn fill<T: Clone>(field: &mut Option<T>, from: &Option<T>) {
+    pub fn inherit_siblings(&mut self, from: &mut Info) {
+        // `from` is about to be replaced, so its values are moved, not cloned: a
+        // persistence-only poll allocates nothing for the siblings.
+        fn fill<T>(field: &mut Option<T>, from: &mut Option<T>) {
             if field.is_none() {
-                field.clone_from(from);
+                *field = from.take();
             }
         }
-        fill(&mut self.redis_version, &from.redis_version);
-        fill(&mut self.run_id, &from.run_id);
-        fill(&mut self.uptime_seconds, &from.uptime_seconds);
-        fill(&mut self.used_memory_bytes, &from.used_memory_bytes);
-        fill(&mut self.maxmemory_bytes, &from.maxmemory_bytes);
+        fill(&mut self.redis_version, &mut from.redis_version);
+        fill(&mut self.run_id, &mut from.run_id);
+        fill(&mut self.uptime_seconds, &mut from.uptime_seconds);
+        fill(&mut self.used_memory_bytes, &mut from.used_memory_bytes);
+        fill(&mut self.maxmemory_bytes, &mut from.maxmemory_bytes);
         fill(
             &mut self.mem_fragmentation_ratio,
-            &from.mem_fragmentation_ratio,
+            &mut from.mem_fragmentation_ratio,
         );
-        fill(&mut self.total_forks, &from.total_forks);
-        fill(&mut self.latest_fork_usec, &from.latest_fork_usec);
-        fill(&mut self.role, &from.role);
-        fill(&mut self.connected_replicas, &from.connected_replicas);
+        fill(&mut self.total_forks, &mut from.total_forks);
+        fill(&mut self.latest_fork_usec, &mut from.latest_fork_usec);
+        fill(&mut self.role, &mut from.role);
+        fill(&mut self.connected_replicas, &mut from.connected_replicas);
         if self.replicas.is_empty() {
-            self.replicas.clone_from(&from.replicas);
+            self.replicas = std::mem::take(&mut from.replicas);
         }
     }
 }
@@ -454,12 +472,13 @@ mod tests {
 
     #[test]
     fn persistence_only_reply_inherits_siblings() {
-        let full = parse(&reference("healthy_aof_info_everything.txt")).unwrap();
+        let mut full = parse(&reference("healthy_aof_info_everything.txt")).unwrap();
+        let used_memory = full.used_memory_bytes;
         let mut partial = parse(&reference("aof_rewrite_killed_err.txt")).unwrap();
         assert_eq!(partial.role, None);
-        partial.inherit_siblings(&full);
+        partial.inherit_siblings(&mut full);
         assert_eq!(partial.role.as_deref(), Some("master"));
-        assert_eq!(partial.used_memory_bytes, full.used_memory_bytes);
+        assert_eq!(partial.used_memory_bytes, used_memory);
         assert_eq!(
             partial.aof_last_bgrewrite_status,
             Some(OpStatus::Err),

@@ -16,7 +16,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::card::CardState;
 use crate::info::{Info, OpStatus};
-use crate::state::{ConfigStatus, Snapshot, Store, TargetState};
+use crate::state::{Snapshot, Store, TargetState};
 
 /// The Content-Type of `/metrics`.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -66,8 +66,7 @@ macro_rules! series {
 }
 
 /// Every series read straight from a snapshot, in render order.
-fn snapshot_series() -> Vec<SeriesSpec> {
-    vec![
+static SNAPSHOT_SERIES: &[SeriesSpec] = &[
         series!("redis_aof_enabled", Gauge, None,
             "1 if AOF persistence is on (aof_enabled).",
             |s, _| flag(info(s).aof_enabled)),
@@ -130,7 +129,7 @@ fn snapshot_series() -> Vec<SeriesSpec> {
             |_, t| t.card_since_unix),
         series!("redis_aof_rewrite_stuck", Gauge, None,
             "1 when the card is err and the failure has survived more than one rewrite attempt; 0 when ok, n/a, or err seen on one attempt only.",
-            |s, t| flag(Some(s.card == CardState::Err && t.diagnosis.aof.stuck()))),
+            |s, t| flag(Some(t.aof_rewrite_stuck(s)))),
         series!("redis_aof_rewrite_failed_attempts", Counter, None,
             "Failed AOF rewrite attempts observed by the exporter, including those Redis's own counters miss (failed fork, file open on a full disk).",
             |_, t| Some(t.diagnosis.aof.failed_attempts_total as f64)),
@@ -142,23 +141,10 @@ fn snapshot_series() -> Vec<SeriesSpec> {
             |s, t| t.diagnosis.aof.err_since_unix.filter(|_| s.card == CardState::Err)),
         series!("redis_aof_growth_ratio", Gauge, None,
             "aof_current_size / aof_base_size; Redis rewrites automatically at 1 + auto-aof-rewrite-percentage/100.",
-            |s, _| match (info(s).aof_current_size_bytes, info(s).aof_base_size_bytes) {
-                (Some(current), Some(base)) if base > 0 => Some(current as f64 / base as f64),
-                _ => None,
-            }),
+            |s, _| info(s).aof_growth_ratio()),
         series!("redis_aof_rewrite_overdue", Gauge, None,
             "1 when the AOF is past the size at which auto-aof-rewrite-percentage and auto-aof-rewrite-min-size say Redis should have rewritten it and no rewrite is running: it is not being compacted. Needs CONFIG GET.",
-            |s, t| {
-                let i = info(s);
-                if i.aof_enabled != Some(true) {
-                    return None;
-                }
-                let overdue = t.server_config.settings()?.rewrite_overdue(
-                    i.aof_current_size_bytes?,
-                    i.aof_base_size_bytes?,
-                )?;
-                flag(Some(overdue && i.aof_rewrite_in_progress != Some(true)))
-            }),
+            |s, t| flag(t.aof_rewrite_overdue(s))),
         series!("redis_rdb_bgsave_stuck", Gauge, None,
             "1 when rdb_last_bgsave_status is err and the failure has survived more than one save attempt.",
             |s, t| flag(Some(info(s).rdb_last_bgsave_status == Some(OpStatus::Err) && t.diagnosis.rdb.stuck()))),
@@ -173,11 +159,7 @@ fn snapshot_series() -> Vec<SeriesSpec> {
             |s, t| t.diagnosis.rdb.err_since_unix.filter(|_| info(s).rdb_last_bgsave_status == Some(OpStatus::Err))),
         series!("redis_config_available", Gauge, None,
             "1 if CONFIG GET works on this target, 0 if it is renamed, disabled or denied; absent until tried or when turned off.",
-            |_, t| match t.server_config {
-                ConfigStatus::Available(_) => Some(1.0),
-                ConfigStatus::Unavailable => Some(0.0),
-                ConfigStatus::Unknown => None,
-            }),
+            |_, t| flag(t.server_config.available())),
         series!("redis_config_appendonly", Gauge, None,
             "The appendonly setting (CONFIG GET): 1 yes, 0 no.",
             |_, t| flag(t.server_config.settings()?.appendonly)),
@@ -207,10 +189,7 @@ fn snapshot_series() -> Vec<SeriesSpec> {
             |s, _| num(info(s).maxmemory_bytes)),
         series!("redis_memory_used_maxmemory_ratio", Gauge, None,
             "used_memory / maxmemory; absent when maxmemory is not set. High values starve the fork a rewrite needs.",
-            |s, _| match (info(s).used_memory_bytes, info(s).maxmemory_bytes) {
-                (Some(used), Some(max)) if max > 0 => Some(used as f64 / max as f64),
-                _ => None,
-            }),
+            |s, _| info(s).memory_used_ratio()),
         series!("redis_mem_fragmentation_ratio", Gauge, None,
             "mem_fragmentation_ratio; copy-on-write during a rewrite can raise it.",
             |s, _| info(s).mem_fragmentation_ratio),
@@ -223,8 +202,7 @@ fn snapshot_series() -> Vec<SeriesSpec> {
         series!("redis_connected_slaves", Gauge, None,
             "Connected replicas (connected_slaves).",
             |s, _| num(info(s).connected_replicas)),
-    ]
-}
+];
 
 /// Renders the whole exposition, ending in `# EOF`.
 pub fn render(store: &Arc<Store>) -> String {
@@ -269,10 +247,11 @@ impl Collector for StoreCollector {
     }
 }
 
-fn with_label(labels: &[(String, String)], key: &str, value: &str) -> Vec<(String, String)> {
-    let mut out = labels.to_vec();
-    out.push((key.to_owned(), value.to_owned()));
-    out
+/// A target's labels plus one more, borrowed: rendering a sample allocates nothing.
+type WithLabel<'a> = (&'a [(String, String)], [(&'a str, &'a str); 1]);
+
+fn with_label<'a>(labels: &'a [(String, String)], key: &'a str, value: &'a str) -> WithLabel<'a> {
+    (labels, [(key, value)])
 }
 
 fn encode_targets(
@@ -312,7 +291,7 @@ fn encode_targets(
         }
     }
 
-    for spec in snapshot_series() {
+    for spec in SNAPSHOT_SERIES {
         let values: Vec<_> = targets
             .iter()
             .filter_map(|t| {
@@ -373,15 +352,12 @@ fn encode_labelled(
         if t.current().is_none() {
             continue;
         }
-        let causes = [
-            ("aof_rewrite", t.causes.aof_rewrite),
-            ("aof_write", t.causes.aof_write),
-            ("rdb_bgsave", t.causes.rdb_bgsave),
-        ];
-        for (mechanism, reason) in causes {
+        for (mechanism, reason) in t.causes.by_mechanism() {
             let Some(reason) = reason else { continue };
-            let mut labels = with_label(&t.labels, "mechanism", mechanism);
-            labels.push(("reason".to_owned(), reason.label().to_owned()));
+            let labels = (
+                t.labels.as_slice(),
+                [("mechanism", mechanism), ("reason", reason.label())],
+            );
             ConstGauge::new(1).encode(family.encode_family(&labels)?)?;
         }
     }

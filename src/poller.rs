@@ -189,20 +189,16 @@ impl Poller {
         let mut info = reading.info;
         let key = {
             let mut state = lock(&self.cell);
-            if let Some(previous) = &state.latest {
+            if let Some(previous) = state.latest.as_mut() {
                 // Counters going backwards mean the server restarted since the last full
                 // read: read everything (run_id included) on the next poll.
                 let went_back = |before: Option<u64>, after: Option<u64>| matches!((before, after), (Some(b), Some(a)) if a < b);
                 if went_back(previous.info.aof_rewrites, info.aof_rewrites)
                     || went_back(previous.info.rdb_saves, info.rdb_saves)
-                    || went_back(
-                        previous.info.rdb_last_save_timestamp_seconds,
-                        info.rdb_last_save_timestamp_seconds,
-                    )
                 {
                     self.siblings_read_at = None;
                 }
-                info.inherit_siblings(&previous.info);
+                info.inherit_siblings(&mut previous.info);
             }
             let snapshot = Snapshot::new(info, SystemTime::now());
             state.record_success(snapshot, took);

@@ -246,28 +246,16 @@ impl Connection {
         command: &str,
         keys: &[&str],
     ) -> Result<Vec<(String, String)>, ClientError> {
-        let cmd = CustomCommand::new(command.to_owned(), ClusterHash::FirstKey, false);
-        let mut args = vec!["GET".to_owned()];
-        args.extend(keys.iter().map(|k| (*k).to_owned()));
-        let reply: Vec<String> = self
-            .client
-            .custom(cmd, args)
-            .await
-            .map_err(|e| self.error(&e))?;
-        Ok(reply
-            .chunks_exact(2)
-            .map(|pair| (pair[0].clone(), pair[1].clone()))
-            .collect())
+        let mut args = Vec::with_capacity(keys.len() + 1);
+        args.push("GET");
+        args.extend_from_slice(keys);
+        let reply: Vec<String> = self.custom(command_named(command), &args).await?;
+        Ok(pairs(reply))
     }
 
     /// Any command whose reply is one string, e.g. `CLUSTER NODES`. For discovery.
     pub async fn text_command(&self, name: &str, args: &[&str]) -> Result<String, ClientError> {
-        let cmd = CustomCommand::new(name.to_owned(), ClusterHash::FirstKey, false);
-        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-        self.client
-            .custom::<String, _>(cmd, args)
-            .await
-            .map_err(|e| self.error(&e))
+        self.custom(command_named(name), args).await
     }
 
     /// Any command whose reply is a list of flat field/value lists, e.g. `SENTINEL MASTERS`
@@ -277,28 +265,27 @@ impl Connection {
         name: &str,
         args: &[&str],
     ) -> Result<Vec<Vec<(String, String)>>, ClientError> {
-        let cmd = CustomCommand::new(name.to_owned(), ClusterHash::FirstKey, false);
-        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-        let rows: Vec<Vec<String>> = self
-            .client
-            .custom(cmd, args)
-            .await
-            .map_err(|e| self.error(&e))?;
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                row.chunks_exact(2)
-                    .map(|pair| (pair[0].clone(), pair[1].clone()))
-                    .collect()
-            })
-            .collect())
+        let rows: Vec<Vec<String>> = self.custom(command_named(name), args).await?;
+        Ok(rows.into_iter().map(pairs).collect())
     }
 
     async fn command(&self, name: &'static str, args: &[&str]) -> Result<String, ClientError> {
-        let cmd = CustomCommand::new_static(name, ClusterHash::FirstKey, false);
+        self.custom(
+            CustomCommand::new_static(name, ClusterHash::FirstKey, false),
+            args,
+        )
+        .await
+    }
+
+    /// The one place a command is sent.
+    async fn custom<R: fred::types::FromValue>(
+        &self,
+        command: CustomCommand,
+        args: &[&str],
+    ) -> Result<R, ClientError> {
         let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         self.client
-            .custom::<String, _>(cmd, args)
+            .custom(command, args)
             .await
             .map_err(|e| self.error(&e))
     }
@@ -310,6 +297,21 @@ impl Connection {
             ClientError::from_fred(error)
         }
     }
+}
+
+/// A command whose name is only known at run time (renamed CONFIG, discovery commands).
+fn command_named(name: &str) -> CustomCommand {
+    CustomCommand::new(name.to_owned(), ClusterHash::FirstKey, false)
+}
+
+/// A flat `[name, value, name, value, …]` reply as pairs.
+fn pairs(flat: Vec<String>) -> Vec<(String, String)> {
+    let mut pairs = Vec::with_capacity(flat.len() / 2);
+    let mut items = flat.into_iter();
+    while let (Some(name), Some(value)) = (items.next(), items.next()) {
+        pairs.push((name, value));
+    }
+    pairs
 }
 
 impl Drop for Connection {

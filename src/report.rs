@@ -145,7 +145,6 @@ pub fn read(state: &TargetState, now_unix: f64) -> TargetReport {
     };
     let info = &snapshot.info;
     let aof = &state.diagnosis.aof;
-    let settings = state.server_config.settings();
     let rdb_age = info
         .rdb_last_save_timestamp_seconds
         .map(|at| (now_unix - at as f64).max(0.0));
@@ -157,21 +156,9 @@ pub fn read(state: &TargetState, now_unix: f64) -> TargetReport {
         aof_rewrite_in_progress: info.aof_rewrite_in_progress,
         aof_current_size_bytes: info.aof_current_size_bytes,
         aof_base_size_bytes: info.aof_base_size_bytes,
-        aof_growth_ratio: match (info.aof_current_size_bytes, info.aof_base_size_bytes) {
-            (Some(c), Some(b)) if b > 0 => Some(c as f64 / b as f64),
-            _ => None,
-        },
-        aof_rewrite_overdue: match (
-            settings,
-            info.aof_current_size_bytes,
-            info.aof_base_size_bytes,
-        ) {
-            (Some(s), Some(c), Some(b)) if info.aof_enabled == Some(true) => s
-                .rewrite_overdue(c, b)
-                .map(|o| o && info.aof_rewrite_in_progress != Some(true)),
-            _ => None,
-        },
-        aof_rewrite_stuck: snapshot.card == CardState::Err && aof.stuck(),
+        aof_growth_ratio: info.aof_growth_ratio(),
+        aof_rewrite_overdue: state.aof_rewrite_overdue(snapshot),
+        aof_rewrite_stuck: state.aof_rewrite_stuck(snapshot),
         aof_rewrite_failures_in_streak: aof.streak_failures,
         aof_rewrite_transient_recoveries: aof.transient_recoveries_total,
         aof_rewrite_err_since_unix: aof
@@ -182,23 +169,12 @@ pub fn read(state: &TargetState, now_unix: f64) -> TargetReport {
         rdb_stale,
         connected_replicas: info.connected_replicas,
         online_replicas,
-        memory_used_ratio: match (info.used_memory_bytes, info.maxmemory_bytes) {
-            (Some(u), Some(m)) if m > 0 => Some(u as f64 / m as f64),
-            _ => None,
-        },
+        memory_used_ratio: info.memory_used_ratio(),
         data_dir_free_bytes: state.free_space.map(|f| f.bytes),
-        config_available: match state.server_config {
-            crate::state::ConfigStatus::Available(_) => Some(true),
-            crate::state::ConfigStatus::Unavailable => Some(false),
-            crate::state::ConfigStatus::Unknown => None,
-        },
+        config_available: state.server_config.available(),
     };
     report.card = snapshot.card.label();
-    for (mechanism, reason) in [
-        ("aof_rewrite", state.causes.aof_rewrite),
-        ("aof_write", state.causes.aof_write),
-        ("rdb_bgsave", state.causes.rdb_bgsave),
-    ] {
+    for (mechanism, reason) in state.causes.by_mechanism() {
         if let Some(reason) = reason {
             report.causes.push(CauseReport {
                 mechanism,

@@ -95,6 +95,15 @@ pub enum ConfigStatus {
 }
 
 impl ConfigStatus {
+    /// Whether CONFIG GET works: `None` until tried (or when turned off).
+    pub fn available(&self) -> Option<bool> {
+        match self {
+            ConfigStatus::Available(_) => Some(true),
+            ConfigStatus::Unavailable => Some(false),
+            ConfigStatus::Unknown => None,
+        }
+    }
+
     /// The settings, when known.
     pub fn settings(&self) -> Option<&ServerConfig> {
         match self {
@@ -113,6 +122,17 @@ pub struct Causes {
     pub aof_write: Option<Reason>,
     /// Why the RDB save failed.
     pub rdb_bgsave: Option<Reason>,
+}
+
+impl Causes {
+    /// Each mechanism's `mechanism` label with its cause, in render order.
+    pub fn by_mechanism(&self) -> [(&'static str, Option<Reason>); 3] {
+        [
+            ("aof_rewrite", self.aof_rewrite),
+            ("aof_write", self.aof_write),
+            ("rdb_bgsave", self.rdb_bgsave),
+        ]
+    }
 }
 
 /// Everything known about one target.
@@ -195,6 +215,25 @@ impl TargetState {
         *self.failures_total.entry(reason).or_insert(0) += 1;
         self.up = false;
         self.last_failure_reason = Some(reason);
+    }
+
+    /// The card is err and the failure survived more than one rewrite attempt.
+    pub fn aof_rewrite_stuck(&self, snapshot: &Snapshot) -> bool {
+        snapshot.card == CardState::Err && self.diagnosis.aof.stuck()
+    }
+
+    /// The AOF is past the size at which the server's own auto-rewrite rule says it should
+    /// have been rewritten, and no rewrite runs. `None` when AOF is off or a value is unknown.
+    pub fn aof_rewrite_overdue(&self, snapshot: &Snapshot) -> Option<bool> {
+        let info = &snapshot.info;
+        if info.aof_enabled != Some(true) {
+            return None;
+        }
+        let overdue = self
+            .server_config
+            .settings()?
+            .rewrite_overdue(info.aof_current_size_bytes?, info.aof_base_size_bytes?)?;
+        Some(overdue && info.aof_rewrite_in_progress != Some(true))
     }
 
     /// The snapshot to present as current: only when the last poll succeeded.
