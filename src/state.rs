@@ -374,18 +374,20 @@ mod tests {
             ))
             .unwrap()
         };
-        state.record_success(Snapshot::new(err(1), SystemTime::now()), Duration::ZERO);
+        let at = |seconds: u64| UNIX_EPOCH + Duration::from_secs(seconds);
+        state.record_success(Snapshot::new(err(1), at(100)), Duration::ZERO);
         state.record_failure("timeout", Duration::ZERO);
         assert!(
             state.current().is_none(),
             "nothing presented as current while down"
         );
-        state.record_success(Snapshot::new(err(2), SystemTime::now()), Duration::ZERO);
+        state.record_success(Snapshot::new(err(2), at(200)), Duration::ZERO);
         assert!(
             state.diagnosis.aof.stuck(),
             "the streak continued across the disconnect"
         );
-        assert_eq!(state.diagnosis.aof.failed_attempts_total, 2);
+        // Started over, the streak would date from the reconnect (200), not the first err.
+        assert_eq!(state.diagnosis.aof.err_since_unix, Some(100.0));
     }
 
     #[test]
