@@ -17,8 +17,13 @@
 #   - exporter RSS (VmRSS, VmHWM),
 #   - /metrics latency (curl %{time_total}: p50, p90, p99, max), plus a short wrk run.
 #
+# --targets N (default 1) makes it a small fleet: each side's one server is polled as N targets
+# (ours: N [[targets]] with the same URL, each polled every second; the reference: N
+# `/scrape?target=` requests a second, its multi-target mode), so Redis answers N polls or
+# scrapes a second instead of one, as a server in a fleet under one exporter does.
+#
 # Usage: bash scripts/bench-compare.sh [--duration SECONDS] [--keys N] [--no-wrk]
-#        [--siblings-refresh DURATION]
+#        [--siblings-refresh DURATION] [--targets N]
 # --siblings-refresh sets our siblings_refresh_interval (default: the exporter's, 30s): "1s"
 # makes every poll a full INFO, "1h" makes every poll in the window `INFO persistence` only.
 # Needs redis-server, redis-cli, curl; as root it installs prometheus-redis-exporter and wrk
@@ -33,18 +38,21 @@ DURATION=60
 KEYS=10000
 RUN_WRK=1
 SIBLINGS=""
+TARGETS=1
 while [[ $# -gt 0 ]]; do
     case $1 in
     --duration) DURATION=$2; shift 2 ;;
     --keys) KEYS=$2; shift 2 ;;
     --no-wrk) RUN_WRK=0; shift ;;
     --siblings-refresh) SIBLINGS=$2; shift 2 ;;
-    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+    --targets) TARGETS=$2; shift 2 ;;
+    -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
     esac
 done
 [[ ${DURATION} =~ ^[0-9]+$ && ${DURATION} -ge 10 && ${DURATION} -le 600 ]] ||
     die "--duration must be 10..600 seconds"
+[[ ${TARGETS} =~ ^[0-9]+$ && ${TARGETS} -ge 1 && ${TARGETS} -le 200 ]] || die "--targets must be 1..200"
 [[ -z ${SIBLINGS} || ${SIBLINGS} =~ ^[0-9]+(s|m|h)$ ]] || die "--siblings-refresh must look like 1s, 30s, 1h"
 
 require_redis
@@ -129,6 +137,11 @@ percentiles() {
 scrape_time() {
     curl --silent --output /dev/null --max-time 5 --write-out '%{time_total}\n' "$1"
 }
+# ref_scrapes FILE: one round of the reference's scrapes (one connection), a time per line.
+ref_scrapes() {
+    curl --silent --max-time 10 --write-out '%{stderr}%{time_total}\n' "${REF_URLS[@]}" \
+        2>>"$1" >/dev/null || echo 5 >>"$1"
+}
 
 # --- processes ------------------------------------------------------------------------------
 
@@ -158,15 +171,25 @@ poll_interval = "1s"
 poll_timeout = "900ms"
 listen_address = "127.0.0.1:${OURS_PORT}"
 ${SIBLINGS_LINE}
-
-[[targets]]
-name = "bench"
-url = "redis://127.0.0.1:${OURS_REDIS_PORT}"
 EOF
+for ((i = 0; i < TARGETS; i++)); do
+    printf '\n[[targets]]\nname = "bench-%03d"\nurl = "redis://127.0.0.1:%s"\n' "${i}" "${OURS_REDIS_PORT}"
+done >>"${WORK}/exporter.toml"
 start_exporter "${WORK}/exporter.toml" "${WORK}/exporter.log" "${OURS_PORT}"
 OURS_PID=${EXPORTER_PID}
 
-"${REF_BIN}" -redis.addr "redis://127.0.0.1:${REF_REDIS_PORT}" \
+# One target: its own /metrics. A fleet: its multi-target /scrape endpoint, N times a second.
+REF_URLS=()
+if ((TARGETS == 1)); then
+    REF_ADDR="redis://127.0.0.1:${REF_REDIS_PORT}"
+    REF_URLS+=("http://127.0.0.1:${REF_PORT}/metrics")
+else
+    REF_ADDR=""
+    for ((i = 0; i < TARGETS; i++)); do
+        REF_URLS+=("http://127.0.0.1:${REF_PORT}/scrape?target=redis://127.0.0.1:${REF_REDIS_PORT}")
+    done
+fi
+"${REF_BIN}" -redis.addr "${REF_ADDR}" \
     -web.listen-address "127.0.0.1:${REF_PORT}" >"${WORK}/reference.log" 2>&1 &
 REF_PID=$!
 STACK_PIDS+=("${REF_PID}")
@@ -176,7 +199,7 @@ await_ready "${REF_PID}" reference "${WORK}/reference.log" 15 \
 log "warming up for 5 s (first polls, CONFIG GET, connection set-up)"
 for _ in 1 2 3 4 5; do
     scrape_time "http://127.0.0.1:${OURS_PORT}/metrics" >/dev/null
-    scrape_time "http://127.0.0.1:${REF_PORT}/metrics" >/dev/null
+    ref_scrapes /dev/null
     sleep 1
 done
 
@@ -185,7 +208,7 @@ done
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 log "measuring for ${DURATION} s; load before: ${load_before}"
 # Log every command on our server (kept in memory, read once at the end), then reset counters.
-SLOWLOG_LEN=$((DURATION * 3 + 64))
+SLOWLOG_LEN=$((DURATION * 3 * TARGETS + 64))
 redis-cli -p "${OURS_REDIS_PORT}" config set slowlog-max-len "${SLOWLOG_LEN}" >/dev/null
 redis-cli -p "${OURS_REDIS_PORT}" config set slowlog-log-slower-than 0 >/dev/null
 redis-cli -p "${OURS_REDIS_PORT}" slowlog reset >/dev/null
@@ -205,7 +228,7 @@ started=${SECONDS}
 for ((i = 0; i < DURATION; i++)); do
     tick=$(date +%s.%N)
     scrape_time "http://127.0.0.1:${OURS_PORT}/metrics" >>"${WORK}/ours.lat" || echo 5 >>"${WORK}/ours.lat"
-    scrape_time "http://127.0.0.1:${REF_PORT}/metrics" >>"${WORK}/ref.lat" || echo 5 >>"${WORK}/ref.lat"
+    ref_scrapes "${WORK}/ref.lat"
     # Sleep out the rest of the second (bounded: at most 1 s).
     sleep "$(awk -v t="${tick}" -v n="$(date +%s.%N)" 'BEGIN {d = 1 - (n - t); if (d < 0) d = 0; if (d > 1) d = 1; printf "%.3f", d}')"
 done
@@ -228,7 +251,7 @@ ref_hwm=$(status_kib "${REF_PID}" VmHWM)
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 polls=$((polls_end - polls_start))
-scrapes=${DURATION}
+scrapes=$((DURATION * TARGETS))
 [[ ${polls} -gt 0 ]] || die "our exporter made no polls in the window (see ${WORK}/exporter.log)"
 TCK=$(getconf CLK_TCK)
 read -r o50 o90 o99 omax <<<"$(percentiles "${WORK}/ours.lat")"
@@ -251,7 +274,7 @@ r_tick=$(per $(((ref_ticks1 - ref_ticks0) * 1000000)) $((scrapes * TCK)))
 
 cat <<EOF
 
-== bench-compare: ${elapsed} s window, ours ${polls} polls + ${scrapes} scrapes, reference ${scrapes} scrapes
+== bench-compare: ${elapsed} s window, ${TARGETS} target(s) per side; ours ${polls} polls + ${DURATION} scrapes, reference ${scrapes} scrapes
    machine: $(nproc) CPU(s), $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo); load (1/5/15 min) before window: ${load_before}, after: ${load_after}
    ours: siblings_refresh_interval ${SIBLINGS:-default (30s)}
    Redis: $(redis-server --version | awk '{print $3}'), ${KEYS} keys each; reference: $("${REF_BIN}" --version 2>&1 | grep -o 'Exporter [^ ]*' | head -1)
@@ -267,7 +290,7 @@ cat <<EOF
 | exporter VmRSS / VmHWM (KiB)              | ${ours_rss} / ${ours_hwm} | ${ref_rss} / ${ref_hwm} | $(ratio "${ref_rss}" "${ours_rss}") |
 | /metrics latency p50 / p90 / p99 / max (ms) | ${o50} / ${o90} / ${o99} / ${omax} | ${r50} / ${r90} / ${r99} / ${rmax} | $(ratio "${r50}" "${o50}") (p50) |
 
-   ours' exporter CPU includes serving its ${scrapes} scrapes. redis-server CPU is the process's
+   ours' exporter CPU includes serving its ${DURATION} scrapes. redis-server CPU is the process's
    schedstat time minus that of an identical idle server over the same window
    ($(per "${idle_ns}" "${elapsed}" 0.001) us/s of background cron), so it includes connection handling.
    That row is noisy: the servers' background cron differs by several hundred us/s between

@@ -18,7 +18,18 @@
 #     same for the anonymous part (/proc/<pid>/smaps_rollup), open descriptors and threads;
 # then /metrics latency (curl %{time_total}, 20 scrapes 0.5 s apart while polling goes on).
 #
+# Also, from the redis-servers over the same window: commands and commandstats CPU per poll
+# (CONFIG RESETSTAT at the start), and redis-server process CPU (utime+stime, background cron
+# included) per poll.
+#
+# --keep-connections false runs the exporter with `keep_connections = false` (a connection per
+# poll: ~0 descriptors per target between polls, fred's handshake on every poll).
+# --shards N runs N exporters (`--shard k/N`), all pinned to core 0, and sums them: the way to
+# fit 10,000 kept connections under a 20,000 descriptor limit.
+# --targets N overrides the scenario's target count.
+#
 # Usage: bash scripts/bench-scale.sh [--scenario 1k|10k|both] [--servers N] [--window S]
+#                                     [--keep-connections true|false] [--shards N] [--targets N]
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,12 +39,18 @@ source "${ROOT}/scripts/lib/stack.sh"
 SCENARIO=both
 SERVERS=4
 WINDOW=""
+KEEP=true
+SHARDS=1
+TARGETS=""
 while [[ $# -gt 0 ]]; do
     case $1 in
     --scenario) SCENARIO=$2; shift 2 ;;
     --servers) SERVERS=$2; shift 2 ;;
     --window) WINDOW=$2; shift 2 ;;
-    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    --keep-connections) KEEP=$2; shift 2 ;;
+    --shards) SHARDS=$2; shift 2 ;;
+    --targets) TARGETS=$2; shift 2 ;;
+    -h | --help) sed -n '2,33p' "$0"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -41,6 +58,10 @@ done
 [[ ${SERVERS} =~ ^[0-9]+$ && ${SERVERS} -ge 1 && ${SERVERS} -le 16 ]] || die "--servers must be 1..16"
 [[ -z ${WINDOW} || (${WINDOW} =~ ^[0-9]+$ && ${WINDOW} -ge 15 && ${WINDOW} -le 300) ]] ||
     die "--window must be 15..300 seconds"
+[[ ${KEEP} =~ ^(true|false)$ ]] || die "--keep-connections must be true or false"
+[[ ${SHARDS} =~ ^[1-4]$ ]] || die "--shards must be 1..4"
+[[ -z ${TARGETS} || (${TARGETS} =~ ^[0-9]+$ && ${TARGETS} -ge 2 && ${TARGETS} -le 20000) ]] ||
+    die "--targets must be 2..20000"
 require_redis
 command -v taskset >/dev/null || die "taskset (util-linux) is needed"
 
@@ -49,10 +70,15 @@ command -v taskset >/dev/null || die "taskset (util-linux) is needed"
 # so a 4th exists only while a target connects); redis-server needs maxclients + 32. Raising
 # the hard limit needs CAP_SYS_RESOURCE: without it the big scenario is cut to the targets
 # that fit, and says so.
+# With keep_connections = false a target holds a descriptor only while its poll runs.
 FDS_PER_TARGET=3
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 NOFILE=$(ulimit -n)
-FITS=$(((NOFILE - 100) / FDS_PER_TARGET))
+if [[ ${KEEP} == true ]]; then
+    FITS=$(((NOFILE - 100) / FDS_PER_TARGET * SHARDS))
+else
+    FITS=20000
+fi
 
 WORK=$(mktemp -d /tmp/bench-scale.XXXXXX)
 cleanup() {
@@ -82,13 +108,29 @@ scrape_to() { curl --silent --show-error --fail --max-time 30 --output "$2" "$1"
 
 # --- Redis servers --------------------------------------------------------------------------
 REDIS_PORTS=()
+REDIS_PIDS=()
 for ((s = 0; s < SERVERS; s++)); do
     port=$(free_port)
     mkdir -p "${WORK}/redis-${s}"
     start_redis "${WORK}/redis-${s}" "${port}" --maxclients 20000 --tcp-backlog 4096
     redis-cli -p "${port}" debug populate 1000 key 64 >/dev/null
     REDIS_PORTS+=("${port}")
+    REDIS_PIDS+=("${REDIS_PID}")
 done
+redis_ticks() {
+    local pid sum=0
+    for pid in "${REDIS_PIDS[@]}"; do sum=$((sum + $(cpu_ticks "${pid}"))); done
+    echo "${sum}"
+}
+# "calls usec" summed over every server's commandstats, leaving out the script's own
+# CONFIG RESETSTAT.
+redis_commandstats() {
+    local port
+    for port in "${REDIS_PORTS[@]}"; do redis-cli -p "${port}" info commandstats; done |
+        tr -d '\r' | awk -F'[:,=]' '/^cmdstat_/ && $1 != "cmdstat_config|resetstat" {
+            c += $3; u += $5; n[$1] += $3 }
+            END { printf "%d %d", c, u; for (k in n) printf " %s=%d", substr(k, 9), n[k]; print "" }'
+}
 
 # write_config PATH TARGETS INTERVAL TIMEOUT LISTEN_PORT
 write_config() {
@@ -96,6 +138,7 @@ write_config() {
     {
         printf 'poll_interval = "%s"\npoll_timeout = "%s"\nlisten_address = "127.0.0.1:%s"\n' \
             "${interval}" "${timeout}" "${listen}"
+        printf 'keep_connections = %s\n' "${KEEP}"
         for ((i = 0; i < targets; i++)); do
             printf '\n[[targets]]\nname = "t%05d"\nurl = "redis://127.0.0.1:%s"\n' \
                 "${i}" "${REDIS_PORTS[i % SERVERS]}"
@@ -103,9 +146,9 @@ write_config() {
     } >"${path}"
 }
 
-# start_pinned CONFIG LOG PORT TIMEOUT: the exporter on core 0; sets EXPORTER_PID.
+# start_pinned CONFIG LOG PORT TIMEOUT [ARGS...]: the exporter on core 0; sets EXPORTER_PID.
 start_pinned() {
-    taskset -c 0 "${EXPORTER_BIN}" --config "$1" --log.level warn >"$2" 2>&1 &
+    taskset -c 0 "${EXPORTER_BIN}" --config "$1" --log.level warn "${@:5}" >"$2" 2>&1 &
     EXPORTER_PID=$!
     STACK_PIDS+=("${EXPORTER_PID}")
     await_ready "${EXPORTER_PID}" exporter "$2" "$4" http_get "http://127.0.0.1:$3/metrics"
@@ -132,48 +175,80 @@ log "baseline: VmRSS ${BASE_RSS} KiB, anonymous ${BASE_ANON} KiB, ${BASE_FDS} de
 
 RESULTS=()
 
+# Sums a per-process reading over the scenario's exporters: sum_over FUNCTION [ARG].
+sum_over() {
+    local pid sum=0
+    for pid in "${PIDS[@]}"; do sum=$((sum + $("$1" "${pid}" ${2:+"$2"}))); done
+    echo "${sum}"
+}
+
 # run_scenario LABEL TARGETS INTERVAL_S TIMEOUT WINDOW_S
 run_scenario() {
     local label=$1 targets=$2 interval=$3 timeout=$4 window=$5
-    local port dir=${WORK}/${label} i
+    local dir=${WORK}/${label} i k
     mkdir -p "${dir}"
-    port=$(free_port)
-    write_config "${dir}/config.toml" "${targets}" "${interval}s" "${timeout}" "${port}"
-    log "${label}: ${targets} targets every ${interval}s on core 0 (${SERVERS} redis-servers); load $(cut -d' ' -f1-3 /proc/loadavg)"
+    local ports=()
+    PIDS=()
+    log "${label}: ${targets} targets every ${interval}s on core 0 (${SERVERS} redis-servers, ${SHARDS} exporter(s), keep_connections = ${KEEP}); load $(cut -d' ' -f1-3 /proc/loadavg)"
     local t_start=${SECONDS}
-    start_pinned "${dir}/config.toml" "${dir}/exporter.log" "${port}" 60
-    local pid=${EXPORTER_PID}
+    for ((k = 0; k < SHARDS; k++)); do
+        ports+=("$(free_port)")
+        write_config "${dir}/config-${k}.toml" "${targets}" "${interval}s" "${timeout}" "${ports[k]}"
+        if ((SHARDS > 1)); then
+            start_pinned "${dir}/config-${k}.toml" "${dir}/exporter-${k}.log" "${ports[k]}" 60 --shard "${k}/${SHARDS}"
+        else
+            start_pinned "${dir}/config-${k}.toml" "${dir}/exporter-${k}.log" "${ports[k]}" 60
+        fi
+        PIDS+=("${EXPORTER_PID}")
+    done
+    # scrape_all NAME: /metrics of every exporter to ${dir}/NAME-k.txt.
+    scrape_all() {
+        local k
+        for ((k = 0; k < SHARDS; k++)); do
+            scrape_to "http://127.0.0.1:${ports[k]}/metrics" "${dir}/$1-${k}.txt" || return 1
+        done
+    }
 
     # Every target up: first polls are spread over one interval, then connections settle.
     local deadline=$((SECONDS + 3 * interval + 30)) up=0
     while ((SECONDS < deadline)); do
-        scrape_to "http://127.0.0.1:${port}/metrics" "${dir}/warm.txt" || true
-        up=$(metric_sum "${dir}/warm.txt" redis_up)
+        up=0
+        if scrape_all warm; then
+            for ((k = 0; k < SHARDS; k++)); do
+                up=$((up + $(metric_sum "${dir}/warm-${k}.txt" redis_up)))
+            done
+        fi
         [[ ${up} -ge ${targets} ]] && break
         sleep 1
     done
-    [[ ${up} -ge ${targets} ]] || die "${label}: only ${up}/${targets} targets up after warm-up (see ${dir}/exporter.log)"
+    [[ ${up} -ge ${targets} ]] || die "${label}: only ${up}/${targets} targets up after warm-up (see ${dir}/exporter-*.log)"
     log "${label}: all ${targets} targets up after $((SECONDS - t_start)) s; one more interval to settle"
     sleep "${interval}"
 
     # Window: /metrics at both ends, nothing in between.
-    scrape_to "http://127.0.0.1:${port}/metrics" "${dir}/m0.txt"
-    local w0 ns0 tk0 w1 ns1 tk1 load0 load1
-    w0=$(now); ns0=$(sched_ns "${pid}"); tk0=$(cpu_ticks "${pid}"); load0=$(cut -d' ' -f1 /proc/loadavg)
+    local port
+    for port in "${REDIS_PORTS[@]}"; do redis-cli -p "${port}" config resetstat >/dev/null; done
+    scrape_all m0
+    local w0 ns0 tk0 rtk0 w1 ns1 tk1 rtk1 load0 load1
+    w0=$(now); ns0=$(sum_over sched_ns); tk0=$(sum_over cpu_ticks); rtk0=$(redis_ticks)
+    load0=$(cut -d' ' -f1 /proc/loadavg)
     sleep "${window}"
-    ns1=$(sched_ns "${pid}"); tk1=$(cpu_ticks "${pid}"); w1=$(now); load1=$(cut -d' ' -f1 /proc/loadavg)
-    scrape_to "http://127.0.0.1:${port}/metrics" "${dir}/m1.txt"
+    ns1=$(sum_over sched_ns); tk1=$(sum_over cpu_ticks); rtk1=$(redis_ticks); w1=$(now)
+    load1=$(cut -d' ' -f1 /proc/loadavg)
+    local cmdstats
+    cmdstats=$(redis_commandstats)
+    scrape_all m1
     local rss hwm threads anon fds
-    rss=$(status_kib "${pid}" VmRSS); hwm=$(status_kib "${pid}" VmHWM)
-    threads=$(status_kib "${pid}" Threads); anon=$(rollup_kib "${pid}" Anonymous)
-    fds=$(fd_count "${pid}")
+    rss=$(sum_over status_kib VmRSS); hwm=$(sum_over status_kib VmHWM)
+    threads=$(sum_over status_kib Threads); anon=$(sum_over rollup_kib Anonymous)
+    fds=$(sum_over fd_count)
 
     # Per-target poll counts: expected window/interval, +-1 for where the window cuts.
     local verdict
     verdict=$(awk -v win="$(awk -v a="${w0}" -v b="${w1}" 'BEGIN {print b - a}')" -v iv="${interval}" '
         /^redis_persistence_exporter_polls_total\{/ {
             match($0, /target="[^"]*"/); t = substr($0, RSTART, RLENGTH)
-            if (FILENAME ~ /m0/) a[t] = $NF; else b[t] = $NF
+            if (FILENAME ~ /\/m0-/) a[t] = $NF; else b[t] = $NF
         }
         END {
             ex = win / iv; n = 0; bad = 0; min = 1e18; max = 0; sum = 0
@@ -183,20 +258,22 @@ run_scenario() {
                 if (d < ex - 1 || d > ex + 1) bad++
             }
             printf "%d %d %.2f %d %d %d\n", n, sum, ex, min, max, bad
-        }' "${dir}/m0.txt" "${dir}/m1.txt")
+        }' "${dir}"/m0-*.txt "${dir}"/m1-*.txt)
     local seen total_polls expected pmin pmax missed
     read -r seen total_polls expected pmin pmax missed <<<"${verdict}"
 
     # Poll durations in the window: cumulative bucket counts summed over targets, m1 - m0.
     awk '/^redis_persistence_exporter_poll_duration_seconds_bucket\{/ {
             match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5)
-            if (FILENAME ~ /m0/) a[le] += $NF; else b[le] += $NF
+            if (FILENAME ~ /\/m0-/) a[le] += $NF; else b[le] += $NF
         }
-        END { for (le in b) printf "%s %d\n", le, b[le] - a[le] }' "${dir}/m0.txt" "${dir}/m1.txt" |
+        END { for (le in b) printf "%s %d\n", le, b[le] - a[le] }' "${dir}"/m0-*.txt "${dir}"/m1-*.txt |
         sort -g >"${dir}/durations.txt"
-    local failures0 failures1 failures
-    failures0=$(metric_sum "${dir}/m0.txt" redis_persistence_exporter_poll_failures_total)
-    failures1=$(metric_sum "${dir}/m1.txt" redis_persistence_exporter_poll_failures_total)
+    local failures0=0 failures1=0 failures
+    for ((k = 0; k < SHARDS; k++)); do
+        failures0=$((failures0 + $(metric_sum "${dir}/m0-${k}.txt" redis_persistence_exporter_poll_failures_total)))
+        failures1=$((failures1 + $(metric_sum "${dir}/m1-${k}.txt" redis_persistence_exporter_poll_failures_total)))
+    done
     failures=$((failures1 - failures0))
     local timeout_s
     timeout_s=$(awk -v t="${timeout}" 'BEGIN { if (t ~ /ms$/) print substr(t, 1, length(t) - 2) / 1000; else print substr(t, 1, length(t) - 1) }')
@@ -207,20 +284,29 @@ run_scenario() {
     late=$(awk -v lim="$(awk -v t="${timeout_s}" 'BEGIN {print t / 10}')" -v total="${total_polls}" '
         $1 >= lim && !done {print total - $2; done = 1}' "${dir}/durations.txt")
 
-    local cpu_us cpu_tick_us rss_per cpu_share
+    local cpu_us cpu_tick_us rss_per cpu_share hz
+    hz=$(getconf CLK_TCK)
     cpu_us=$(awk -v d=$((ns1 - ns0)) -v p="${total_polls}" 'BEGIN {printf "%.1f", d / 1000 / p}')
-    cpu_tick_us=$(awk -v d=$((tk1 - tk0)) -v p="${total_polls}" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", d * 1e6 / hz / p}')
+    cpu_tick_us=$(awk -v d=$((tk1 - tk0)) -v p="${total_polls}" -v hz="${hz}" 'BEGIN {printf "%.1f", d * 1e6 / hz / p}')
     cpu_share=$(awk -v d=$((ns1 - ns0)) -v a="${w0}" -v b="${w1}" 'BEGIN {printf "%.1f", d / 1e9 / (b - a) * 100}')
-    rss_per=$(awk -v r="${rss}" -v b="${BASE_RSS}" -v n="${targets}" 'BEGIN {printf "%.1f", (r - b) / (n - 1)}')
+    # Per target: the exporters' total minus one baseline process per exporter.
+    local base_n=$((targets - SHARDS))
+    rss_per=$(awk -v r="${rss}" -v b=$((BASE_RSS * SHARDS)) -v n="${base_n}" 'BEGIN {printf "%.1f", (r - b) / n}')
     local anon_per fds_per
-    anon_per=$(awk -v r="${anon}" -v b="${BASE_ANON}" -v n="${targets}" 'BEGIN {printf "%.1f", (r - b) / (n - 1)}')
-    fds_per=$(awk -v r="${fds}" -v b="${BASE_FDS}" -v n="${targets}" 'BEGIN {printf "%.2f", (r - b) / (n - 1)}')
+    anon_per=$(awk -v r="${anon}" -v b=$((BASE_ANON * SHARDS)) -v n="${base_n}" 'BEGIN {printf "%.1f", (r - b) / n}')
+    fds_per=$(awk -v r="${fds}" -v b=$((BASE_FDS * SHARDS)) -v n="${base_n}" 'BEGIN {printf "%.2f", (r - b) / n}')
+    # Redis side, all servers: commands and commandstats usec per poll, process CPU per poll.
+    local calls usec by_command redis_cmd_per redis_usec_per redis_proc_us
+    read -r calls usec by_command <<<"${cmdstats}"
+    redis_cmd_per=$(awk -v c="${calls}" -v p="${total_polls}" 'BEGIN {printf "%.2f", c / p}')
+    redis_usec_per=$(awk -v u="${usec}" -v p="${total_polls}" 'BEGIN {printf "%.1f", u / p}')
+    redis_proc_us=$(awk -v d=$((rtk1 - rtk0)) -v p="${total_polls}" -v hz="${hz}" 'BEGIN {printf "%.1f", d * 1e6 / hz / p}')
 
-    # /metrics latency while polling goes on: 20 scrapes, 0.5 s apart.
+    # /metrics latency while polling goes on: 20 scrapes of the first exporter, 0.5 s apart.
     : >"${dir}/lat.txt"
     for ((i = 0; i < 20; i++)); do
         curl --silent --output /dev/null --max-time 30 --write-out '%{time_total} %{size_download}\n' \
-            "http://127.0.0.1:${port}/metrics" >>"${dir}/lat.txt" || echo "30 0" >>"${dir}/lat.txt"
+            "http://127.0.0.1:${ports[0]}/metrics" >>"${dir}/lat.txt" || echo "30 0" >>"${dir}/lat.txt"
         sleep 0.5
     done
     local lat load_lat
@@ -228,13 +314,16 @@ run_scenario() {
     lat=$(sort -g "${dir}/lat.txt" | awk '{v[NR] = $1 * 1000; sz = $2} END {
         printf "%.1f / %.1f / %.1f ms (%d bytes)", v[int(NR / 2 + 0.5)], v[int(NR * 0.9 + 0.5)], v[NR], sz }')
 
-    stop_pid "${pid}"
-    unset 'STACK_PIDS[${#STACK_PIDS[@]}-1]'
+    local pid
+    for pid in "${PIDS[@]}"; do
+        stop_pid "${pid}"
+        unset 'STACK_PIDS[${#STACK_PIDS[@]}-1]'
+    done
 
     RESULTS+=("$(
         cat <<EOF
 
-== ${label}: ${targets} targets, interval ${interval}s, poll_timeout ${timeout}, taskset -c 0, ${SERVERS} redis-servers
+== ${label}: ${targets} targets, interval ${interval}s, poll_timeout ${timeout}, keep_connections = ${KEEP}, ${SHARDS} exporter(s) on taskset -c 0, ${SERVERS} redis-servers
    window $(awk -v a="${w0}" -v b="${w1}" 'BEGIN {printf "%.1f", b - a}') s; load (1 min) at start/end of window: ${load0} / ${load1}; exporter threads ${threads}
 
 | measure | value |
@@ -249,11 +338,14 @@ run_scenario() {
 | exporter CPU per target-poll, schedstat (us) | ${cpu_us} |
 | exporter CPU per target-poll, utime+stime (us) | ${cpu_tick_us} |
 | exporter CPU share of core 0 | ${cpu_share} % |
-| VmRSS / VmHWM (KiB) | ${rss} / ${hwm} |
-| RSS per target, (VmRSS - ${BASE_RSS} KiB baseline) / (targets-1) | ${rss_per} KiB |
-| smaps_rollup Anonymous; per target (baseline ${BASE_ANON} KiB) | ${anon} KiB; ${anon_per} KiB |
-| open descriptors; per target (baseline ${BASE_FDS}) | ${fds}; ${fds_per} |
-| threads (baseline ${BASE_THREADS}) | ${threads} |
+| VmRSS / VmHWM, all exporters (KiB) | ${rss} / ${hwm} |
+| RSS per target, (VmRSS - ${SHARDS} x ${BASE_RSS} KiB baseline) / (targets-${SHARDS}) | ${rss_per} KiB |
+| smaps_rollup Anonymous; per target (baseline ${BASE_ANON} KiB each) | ${anon} KiB; ${anon_per} KiB |
+| open descriptors; per target (baseline ${BASE_FDS} each) | ${fds}; ${fds_per} |
+| threads (baseline ${BASE_THREADS} each) | ${threads} |
+| Redis commands per poll (commandstats, all servers) | ${redis_cmd_per} (${by_command}) |
+| Redis command CPU per poll (commandstats usec) | ${redis_usec_per} us |
+| redis-server process CPU per poll (utime+stime, cron included) | ${redis_proc_us} us |
 | /metrics latency p50 / p90 / max (20 scrapes; load ${load_lat} after) | ${lat} |
 
    poll duration histogram deltas (le: cumulative count): $(tr '\n' ' ' <"${dir}/durations.txt")
@@ -263,12 +355,12 @@ EOF
 }
 
 if [[ ${SCENARIO} == 1k || ${SCENARIO} == both ]]; then
-    run_scenario 1k 1000 1 900ms "${WINDOW:-60}"
+    run_scenario 1k "${TARGETS:-1000}" 1 900ms "${WINDOW:-60}"
 fi
 if [[ ${SCENARIO} == 10k || ${SCENARIO} == both ]]; then
-    big=10000
+    big=${TARGETS:-10000}
     if ((FITS < big)); then
-        log "WARNING: ulimit -n is ${NOFILE} (hard limit; raising it needs CAP_SYS_RESOURCE): 10,000 targets need ~$((10000 * FDS_PER_TARGET + 100)) descriptors at ${FDS_PER_TARGET} per target; running ${FITS}"
+        log "WARNING: ulimit -n is ${NOFILE} (hard limit; raising it needs CAP_SYS_RESOURCE): 10,000 targets need ~$((10000 * FDS_PER_TARGET + 100)) descriptors at ${FDS_PER_TARGET} per target; running ${FITS} (or use --shards 2, or --keep-connections false)"
         big=${FITS}
     fi
     run_scenario 10k "${big}" 15 2s "${WINDOW:-90}"

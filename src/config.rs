@@ -26,6 +26,7 @@ pub const ENV_KEYS: &[&str] = &[
     "rdb_max_age",
     "config_refresh_interval",
     "siblings_refresh_interval",
+    "keep_connections",
     "config_command",
     "shard",
 ];
@@ -71,6 +72,14 @@ pub struct FileConfig {
     /// `CONFIG GET`. Rarely, because they rarely change. Default 5m.
     #[serde(default = "default_config_refresh_interval", with = "humantime_serde")]
     pub config_refresh_interval: Duration,
+    /// Keep each target's connection open between polls, so a poll is one `INFO` on a warm
+    /// connection. `false` opens a connection for every poll and closes it right after: no
+    /// descriptor or client memory is held between polls, on the exporter or on Redis, at the
+    /// price of the client's connection handshake on every poll (`PING`, `CLIENT ID` and
+    /// `INFO server`, plus `AUTH` with credentials: 3-4 more commands). Meant for very large
+    /// fleets polled at long intervals. Default true.
+    #[serde(default = "default_keep_connections")]
+    pub keep_connections: bool,
     /// The name of the `CONFIG` command, for servers that rename it. An empty string turns
     /// `CONFIG GET` off. Each target may override it. Default "CONFIG".
     #[serde(default = "default_config_command")]
@@ -366,6 +375,9 @@ fn default_siblings_refresh_interval() -> Duration {
 fn default_config_refresh_interval() -> Duration {
     Duration::from_secs(300)
 }
+fn default_keep_connections() -> bool {
+    true
+}
 fn default_config_command() -> String {
     "CONFIG".to_owned()
 }
@@ -517,6 +529,8 @@ pub struct Settings {
     pub config_refresh_interval: Duration,
     /// See [`FileConfig::siblings_refresh_interval`].
     pub siblings_refresh_interval: Duration,
+    /// See [`FileConfig::keep_connections`].
+    pub keep_connections: bool,
     /// This replica's share of the targets, if the fleet is split.
     pub shard: Option<crate::shard::Shard>,
     /// File discovery sources, with paths made absolute.
@@ -793,6 +807,7 @@ impl FileConfig {
             listen_address,
             config_refresh_interval: self.config_refresh_interval,
             siblings_refresh_interval: self.siblings_refresh_interval,
+            keep_connections: self.keep_connections,
             targets,
         })
     }
@@ -1111,6 +1126,29 @@ mod tests {
         )];
         let settings = load_with_env(Some(file.path()), env).unwrap();
         assert_eq!(settings.poll_interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn connections_are_kept_unless_turned_off_in_the_file_or_environment() {
+        let file = "[[targets]]\nurl = \"redis://a\"\n";
+        assert!(load_text(file).unwrap().keep_connections);
+        let off = load_text(&format!("keep_connections = false\n{file}")).unwrap();
+        assert!(!off.keep_connections);
+        let mut path = tempfile::NamedTempFile::new().unwrap();
+        path.write_all(file.as_bytes()).unwrap();
+        let env = vec![(
+            "REDIS_PERSISTENCE_EXPORTER_KEEP_CONNECTIONS".to_owned(),
+            "false".to_owned(),
+        )];
+        assert!(
+            !load_with_env(Some(path.path()), env)
+                .unwrap()
+                .keep_connections
+        );
+        let error = load_text(&format!("keep_connections = \"sometimes\"\n{file}"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("keep_connections"), "{error}");
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct Schedule {
     pub config_refresh: Duration,
     /// Time between reads of the sibling INFO sections.
     pub siblings_refresh: Duration,
+    /// Whether a connection outlives its poll.
+    pub keep_connections: bool,
 }
 
 impl From<&Settings> for Schedule {
@@ -58,6 +60,7 @@ impl From<&Settings> for Schedule {
             timeout: settings.poll_timeout,
             config_refresh: settings.config_refresh_interval,
             siblings_refresh: settings.siblings_refresh_interval,
+            keep_connections: settings.keep_connections,
         }
     }
 }
@@ -65,9 +68,7 @@ impl From<&Settings> for Schedule {
 /// Polls one target forever; the fleet stops it by aborting the task, which drops the
 /// connection with it.
 pub async fn run(target: Arc<Target>, cell: TargetCell, schedule: Schedule) {
-    // Spread first polls over the interval so a thousand targets do not fire together; the
-    // offset is stable per name so restarts keep the same phase.
-    let first = Instant::now() + start_offset(&target.name, schedule.interval);
+    let first = first_poll(&target.name, schedule.interval);
     let mut ticker = tokio::time::interval_at(first, schedule.interval);
     // A poll that overran (it cannot, given timeout <= interval, but a stalled runtime can)
     // must not be followed by a burst of catch-up polls.
@@ -144,6 +145,9 @@ impl Poller {
         .await
         .unwrap_or(Err(PollError::Timeout(self.schedule.timeout)));
         let took = started.elapsed();
+        if !self.schedule.keep_connections {
+            self.connection = None;
+        }
         match outcome {
             Ok(reading) => {
                 if scope == InfoScope::Full {
@@ -329,15 +333,39 @@ async fn read_server_config(
     Ok(ConfigStatus::Available(ServerConfig::from_pairs(&pairs)))
 }
 
-/// A stable offset in `[0, interval)` derived from the target name (FNV-1a).
+/// Width of the start slots polls are spread over. Targets in the same slot share one timer
+/// wake-up, and their replies mostly one more: waking the idle runtime thread costs more than
+/// a poll's own work. At 5,000 targets every 15 s, a phase of its own for every poll cost
+/// 85 µs of exporter CPU per poll (1.8 context switches per poll); 10 ms slots 75 µs; 100 ms
+/// slots 44 µs (0.2 switches per poll). Wider slots gained nothing more.
+pub const START_SLOT: Duration = Duration::from_millis(100);
+
+/// When a target's first poll is due: its [`start_offset`] from one process-wide epoch, so
+/// targets in the same slot are due at the same instant, whenever each was added (a target
+/// added by a reload waits for its slot's next turn).
+fn first_poll(name: &str, interval: Duration) -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let first = epoch + start_offset(name, interval);
+    let now = Instant::now();
+    if first >= now || interval.is_zero() {
+        return first;
+    }
+    let periods = (now - first).as_nanos() / interval.as_nanos() + 1;
+    first + interval * u32::try_from(periods).unwrap_or(u32::MAX)
+}
+
+/// A stable offset in `[0, interval)` derived from the target name (FNV-1a), a whole number
+/// of [`START_SLOT`]s: first polls are spread over the interval so a thousand targets do not
+/// fire together, and the phase survives restarts.
 pub fn start_offset(name: &str, interval: Duration) -> Duration {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in name.bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    let nanos = interval.as_nanos().max(1) as u64;
-    Duration::from_nanos(hash % nanos)
+    let slots = (interval.as_nanos() / START_SLOT.as_nanos()).max(1) as u64;
+    START_SLOT * u32::try_from(hash % slots).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -365,5 +393,14 @@ mod tests {
         }
         // 1000 targets over 10 slots: none may hold more than a fifth of them.
         assert!(buckets.iter().all(|count| *count < 200), "{buckets:?}");
+    }
+
+    #[test]
+    fn offsets_are_whole_slots_and_short_intervals_start_at_once() {
+        for i in 0..100 {
+            let offset = start_offset(&format!("t{i}"), Duration::from_secs(15));
+            assert_eq!(offset.as_nanos() % START_SLOT.as_nanos(), 0, "{offset:?}");
+        }
+        assert_eq!(start_offset("t", Duration::from_millis(5)), Duration::ZERO);
     }
 }

@@ -476,6 +476,10 @@ mod guard {
                     .await
                     .map_err(map)?;
                 let _ = stream.set_nodelay(true);
+                // Closing resets instead of lingering in TIME_WAIT: a connection we drop is
+                // finished with, and with `keep_connections = false` thousands of per-poll
+                // connections a minute would otherwise tie up the host's ephemeral ports.
+                let _ = stream.set_zero_linger();
                 Ok(Upstream::Tcp(stream))
             }
             Address::Unix { path } => Ok(Upstream::Unix(

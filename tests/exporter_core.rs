@@ -872,3 +872,58 @@ fn unix_socket_target_is_polled() {
         aof_healthy(body, "socket")
     });
 }
+
+/// `total_connections_received` of `redis`; the `redis-cli` asking counts itself.
+fn connections_received(redis: &Redis) -> u64 {
+    let stats = redis.cli(&["INFO", "stats"]);
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no total_connections_received in:\n{stats}"))
+}
+
+/// Waits until `target` has been polled `more` times after `body`, and returns the new body.
+fn wait_for_more_polls(exporter: &Exporter, target: &str, more: f64) -> String {
+    let before = polls(&exporter.scrape(), target);
+    exporter.wait_for(STATE_TIMEOUT, "more polls", |body| {
+        polls(body, target) >= before + more
+    })
+}
+
+#[test]
+fn connections_are_kept_between_polls_unless_keep_connections_is_false() {
+    let redis = Redis::start(RedisOptions::aof());
+    let kept = Exporter::start(&config_toml(
+        "300ms",
+        "250ms",
+        &[TargetSpec::new(redis.url(), "kept")],
+    ));
+    kept.wait_for(STATE_TIMEOUT, "the target is up", |body| {
+        aof_healthy(body, "kept")
+    });
+    let before = connections_received(&redis);
+    wait_for_more_polls(&kept, "kept", 4.0);
+    // Only the second redis-cli connected: four polls went over the one kept connection.
+    assert_eq!(connections_received(&redis) - before, 1);
+    drop(kept);
+
+    let per_poll = Exporter::start(&format!(
+        "keep_connections = false\n{}",
+        config_toml(
+            "300ms",
+            "250ms",
+            &[TargetSpec::new(redis.url(), "per_poll")]
+        )
+    ));
+    per_poll.wait_for(STATE_TIMEOUT, "the target is up", |body| {
+        aof_healthy(body, "per_poll")
+    });
+    let before = connections_received(&redis);
+    let body = wait_for_more_polls(&per_poll, "per_poll", 4.0);
+    // A connection per poll (and one for the redis-cli), and every poll still succeeds.
+    let after = connections_received(&redis);
+    assert!(after - before >= 5, "{before} -> {after}");
+    assert_eq!(failure_reasons(&body, "per_poll"), Vec::<String>::new());
+    assert!(aof_healthy(&body, "per_poll"));
+}
