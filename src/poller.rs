@@ -68,7 +68,7 @@ impl From<&Settings> for Schedule {
 /// Polls one target forever; the fleet stops it by aborting the task, which drops the
 /// connection with it.
 pub async fn run(target: Arc<Target>, cell: TargetCell, schedule: Schedule) {
-    let first = first_poll(&target.name, schedule.interval);
+    let first = first_poll(&target.name, schedule.interval, schedule.start_slot());
     let mut ticker = tokio::time::interval_at(first, schedule.interval);
     // A poll that overran (it cannot, given timeout <= interval, but a stalled runtime can)
     // must not be followed by a burst of catch-up polls.
@@ -333,20 +333,37 @@ async fn read_server_config(
     Ok(ConfigStatus::Available(ServerConfig::from_pairs(&pairs)))
 }
 
-/// Width of the start slots polls are spread over. Targets in the same slot share one timer
-/// wake-up, and their replies mostly one more: waking the idle runtime thread costs more than
-/// a poll's own work. At 5,000 targets every 15 s, a phase of its own for every poll cost
-/// 85 µs of exporter CPU per poll (1.8 context switches per poll); 10 ms slots 75 µs; 100 ms
-/// slots 44 µs (0.2 switches per poll). Wider slots gained nothing more.
+/// Width of the start slots that polls on kept connections are spread over. Targets in the
+/// same slot share one timer wake-up, and their replies mostly one more: waking the idle
+/// runtime thread costs more than such a poll's own work. At 5,000 targets every 15 s, a
+/// phase of its own for every poll cost 85 µs of exporter CPU per poll (1.8 context switches
+/// per poll); 10 ms slots 75 µs; 100 ms slots 44 µs (0.2 switches per poll). Wider slots
+/// gained nothing more.
 pub const START_SLOT: Duration = Duration::from_millis(100);
+
+/// The slot width for connections opened per poll: none to speak of. Their cost is the
+/// client's handshake, and handshakes in a burst cost more than apart (5,000 targets every
+/// 15 s: 280 µs per poll with phases of their own, 484 µs in 100 ms slots).
+const PER_POLL_CONNECTION_SLOT: Duration = Duration::from_millis(1);
+
+impl Schedule {
+    /// The width of the start slots for this schedule's polls.
+    pub fn start_slot(&self) -> Duration {
+        if self.keep_connections {
+            START_SLOT
+        } else {
+            PER_POLL_CONNECTION_SLOT
+        }
+    }
+}
 
 /// When a target's first poll is due: its [`start_offset`] from one process-wide epoch, so
 /// targets in the same slot are due at the same instant, whenever each was added (a target
 /// added by a reload waits for its slot's next turn).
-fn first_poll(name: &str, interval: Duration) -> Instant {
+fn first_poll(name: &str, interval: Duration, slot: Duration) -> Instant {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let epoch = *EPOCH.get_or_init(Instant::now);
-    let first = epoch + start_offset(name, interval);
+    let first = epoch + start_offset(name, interval, slot);
     let now = Instant::now();
     if first >= now || interval.is_zero() {
         return first;
@@ -356,16 +373,16 @@ fn first_poll(name: &str, interval: Duration) -> Instant {
 }
 
 /// A stable offset in `[0, interval)` derived from the target name (FNV-1a), a whole number
-/// of [`START_SLOT`]s: first polls are spread over the interval so a thousand targets do not
-/// fire together, and the phase survives restarts.
-pub fn start_offset(name: &str, interval: Duration) -> Duration {
+/// of `slot`s: first polls are spread over the interval so a thousand targets do not fire
+/// together, and the phase survives restarts.
+pub fn start_offset(name: &str, interval: Duration, slot: Duration) -> Duration {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in name.bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    let slots = (interval.as_nanos() / START_SLOT.as_nanos()).max(1) as u64;
-    START_SLOT * u32::try_from(hash % slots).unwrap_or(0)
+    let slots = (interval.as_nanos() / slot.as_nanos().max(1)).max(1) as u64;
+    slot * u32::try_from(hash % slots).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -377,9 +394,9 @@ mod tests {
         let interval = Duration::from_secs(5);
         for i in 0..1000 {
             let name = format!("redis-{i}");
-            let offset = start_offset(&name, interval);
+            let offset = start_offset(&name, interval, START_SLOT);
             assert!(offset < interval);
-            assert_eq!(offset, start_offset(&name, interval));
+            assert_eq!(offset, start_offset(&name, interval, START_SLOT));
         }
     }
 
@@ -388,7 +405,7 @@ mod tests {
         let interval = Duration::from_secs(1);
         let mut buckets = [0u32; 10];
         for i in 0..1000 {
-            let offset = start_offset(&format!("10.0.0.{i}:6379"), interval);
+            let offset = start_offset(&format!("10.0.0.{i}:6379"), interval, START_SLOT);
             buckets[(offset.as_millis() / 100) as usize] += 1;
         }
         // 1000 targets over 10 slots: none may hold more than a fifth of them.
@@ -398,9 +415,12 @@ mod tests {
     #[test]
     fn offsets_are_whole_slots_and_short_intervals_start_at_once() {
         for i in 0..100 {
-            let offset = start_offset(&format!("t{i}"), Duration::from_secs(15));
+            let offset = start_offset(&format!("t{i}"), Duration::from_secs(15), START_SLOT);
             assert_eq!(offset.as_nanos() % START_SLOT.as_nanos(), 0, "{offset:?}");
         }
-        assert_eq!(start_offset("t", Duration::from_millis(5)), Duration::ZERO);
+        assert_eq!(
+            start_offset("t", Duration::from_millis(5), START_SLOT),
+            Duration::ZERO
+        );
     }
 }
