@@ -883,12 +883,27 @@ fn connections_received(redis: &Redis) -> u64 {
         .unwrap_or_else(|| panic!("no total_connections_received in:\n{stats}"))
 }
 
-/// Waits until `target` has been polled `more` times after `body`, and returns the new body.
+/// Waits until `target` has been polled `more` times from now, and returns the last body.
 fn wait_for_more_polls(exporter: &Exporter, target: &str, more: f64) -> String {
     let before = polls(&exporter.scrape(), target);
     exporter.wait_for(STATE_TIMEOUT, "more polls", |body| {
         polls(body, target) >= before + more
     })
+}
+
+/// Sockets in TIME_WAIT towards loopback `port`: left on this host by whichever side closed a
+/// TCP connection first without a reset.
+fn time_wait_towards(port: u16) -> usize {
+    let remote = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|text| text.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3 && fields[2].ends_with(&remote) && fields[3] == "06"
+        })
+        .count()
 }
 
 #[test]
@@ -919,11 +934,16 @@ fn connections_are_kept_between_polls_unless_keep_connections_is_false() {
     per_poll.wait_for(STATE_TIMEOUT, "the target is up", |body| {
         aof_healthy(body, "per_poll")
     });
+    let time_wait_before = time_wait_towards(redis.port());
     let before = connections_received(&redis);
     let body = wait_for_more_polls(&per_poll, "per_poll", 4.0);
     // A connection per poll (and one for the redis-cli), and every poll still succeeds.
     let after = connections_received(&redis);
     assert!(after - before >= 5, "{before} -> {after}");
+    // The exporter closes with a reset: only the two redis-cli runs (which close first, without
+    // one) may have left TIME_WAIT sockets, not the per-poll connections.
+    let time_wait = time_wait_towards(redis.port()) - time_wait_before;
+    assert!(time_wait <= 2, "{time_wait} new TIME_WAIT sockets");
     assert_eq!(failure_reasons(&body, "per_poll"), Vec::<String>::new());
     assert!(aof_healthy(&body, "per_poll"));
 }
