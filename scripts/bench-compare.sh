@@ -87,11 +87,6 @@ EXPORTER_BIN="${WORK}/exporter"
 
 # --- helpers --------------------------------------------------------------------------------
 
-# utime+stime in clock ticks (fields 14 and 15, counted after the ")" that ends comm).
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
-# CPU time of all live threads in ns (first field of each task's schedstat).
-sched_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
-status_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 # One `INFO stats commandstats` after the window (a single call, so this script's own read is
 # counted in neither). Prints "calls usec out_bytes per-command-breakdown": calls and usec summed
 # over every command except the bookkeeping this script sends (CONFIG RESETSTAT), out_bytes =
@@ -152,16 +147,16 @@ REF_PORT=$(free_port)
 BASE_REDIS_PORT=$(free_port)
 mkdir -p "${WORK}/redis-ours" "${WORK}/redis-ref" "${WORK}/redis-idle"
 
-start_redis "${WORK}/redis-ours" "${OURS_REDIS_PORT}"
+start_redis "${WORK}/redis-ours" "${OURS_REDIS_PORT}" --enable-debug-command local
 OURS_REDIS_PID=${REDIS_PID}
-start_redis "${WORK}/redis-ref" "${REF_REDIS_PORT}"
+start_redis "${WORK}/redis-ref" "${REF_REDIS_PORT}" --enable-debug-command local
 REF_REDIS_PID=${REDIS_PID}
 # A third server nobody talks to: its CPU is the background cost (serverCron) to subtract.
-start_redis "${WORK}/redis-idle" "${BASE_REDIS_PORT}"
+start_redis "${WORK}/redis-idle" "${BASE_REDIS_PORT}" --enable-debug-command local
 IDLE_REDIS_PID=${REDIS_PID}
 # Same data on all, so INFO keyspace and memory fields look like a used server.
 for port in "${OURS_REDIS_PORT}" "${REF_REDIS_PORT}" "${BASE_REDIS_PORT}"; do
-    redis-cli -p "${port}" debug populate "${KEYS}" key 64 >/dev/null
+    populate_redis "${port}" "${KEYS}"
 done
 
 SIBLINGS_LINE=""

@@ -97,31 +97,29 @@ fi
 cp "${EXPORTER_BIN}" "${WORK}/exporter"
 EXPORTER_BIN="${WORK}/exporter"
 
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
-sched_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
-status_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
-# A field of /proc/<pid>/smaps_rollup in KiB (Rss, Anonymous, Private_Dirty, ...).
-rollup_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/smaps_rollup"; }
-fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 now() { date +%s.%N; }
 scrape_to() { curl --silent --show-error --fail --max-time 30 --output "$2" "$1"; }
 
 # --- Redis servers --------------------------------------------------------------------------
+# Sums a per-process reading over a list of processes: sum_over PIDS_ARRAY FUNCTION [ARG].
+sum_over() {
+    local -n pids=$1
+    local pid sum=0
+    for pid in "${pids[@]}"; do sum=$((sum + $("$2" "${pid}" ${3:+"$3"}))); done
+    echo "${sum}"
+}
+
 REDIS_PORTS=()
 REDIS_PIDS=()
 for ((s = 0; s < SERVERS; s++)); do
     port=$(free_port)
     mkdir -p "${WORK}/redis-${s}"
-    start_redis "${WORK}/redis-${s}" "${port}" --maxclients 20000 --tcp-backlog 4096
-    redis-cli -p "${port}" debug populate 1000 key 64 >/dev/null
+    start_redis "${WORK}/redis-${s}" "${port}" --maxclients 20000 --tcp-backlog 4096 \
+        --enable-debug-command local
+    populate_redis "${port}" 1000
     REDIS_PORTS+=("${port}")
     REDIS_PIDS+=("${REDIS_PID}")
 done
-redis_ticks() {
-    local pid sum=0
-    for pid in "${REDIS_PIDS[@]}"; do sum=$((sum + $(cpu_ticks "${pid}"))); done
-    echo "${sum}"
-}
 # "calls usec" summed over every server's commandstats, leaving out the script's own
 # CONFIG RESETSTAT.
 redis_commandstats() {
@@ -175,12 +173,6 @@ log "baseline: VmRSS ${BASE_RSS} KiB, anonymous ${BASE_ANON} KiB, ${BASE_FDS} de
 
 RESULTS=()
 
-# Sums a per-process reading over the scenario's exporters: sum_over FUNCTION [ARG].
-sum_over() {
-    local pid sum=0
-    for pid in "${PIDS[@]}"; do sum=$((sum + $("$1" "${pid}" ${2:+"$2"}))); done
-    echo "${sum}"
-}
 
 # run_scenario LABEL TARGETS INTERVAL_S TIMEOUT WINDOW_S
 run_scenario() {
@@ -230,18 +222,18 @@ run_scenario() {
     for port in "${REDIS_PORTS[@]}"; do redis-cli -p "${port}" config resetstat >/dev/null; done
     scrape_all m0
     local w0 ns0 tk0 rtk0 w1 ns1 tk1 rtk1 load0 load1
-    w0=$(now); ns0=$(sum_over sched_ns); tk0=$(sum_over cpu_ticks); rtk0=$(redis_ticks)
+    w0=$(now); ns0=$(sum_over PIDS sched_ns); tk0=$(sum_over PIDS cpu_ticks); rtk0=$(sum_over REDIS_PIDS cpu_ticks)
     load0=$(cut -d' ' -f1 /proc/loadavg)
     sleep "${window}"
-    ns1=$(sum_over sched_ns); tk1=$(sum_over cpu_ticks); rtk1=$(redis_ticks); w1=$(now)
+    ns1=$(sum_over PIDS sched_ns); tk1=$(sum_over PIDS cpu_ticks); rtk1=$(sum_over REDIS_PIDS cpu_ticks); w1=$(now)
     load1=$(cut -d' ' -f1 /proc/loadavg)
     local cmdstats
     cmdstats=$(redis_commandstats)
     scrape_all m1
     local rss hwm threads anon fds
-    rss=$(sum_over status_kib VmRSS); hwm=$(sum_over status_kib VmHWM)
-    threads=$(sum_over status_kib Threads); anon=$(sum_over rollup_kib Anonymous)
-    fds=$(sum_over fd_count)
+    rss=$(sum_over PIDS status_kib VmRSS); hwm=$(sum_over PIDS status_kib VmHWM)
+    threads=$(sum_over PIDS status_kib Threads); anon=$(sum_over PIDS rollup_kib Anonymous)
+    fds=$(sum_over PIDS fd_count)
 
     # Per-target poll counts: expected window/interval, +-1 for where the window cuts.
     local verdict

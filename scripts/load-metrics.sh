@@ -24,7 +24,9 @@ done
 command -v wrk >/dev/null || { echo "wrk is missing: sudo apt-get install wrk" >&2; exit 1; }
 command -v redis-server >/dev/null || { echo "redis-server is missing: sudo apt-get install redis-server" >&2; exit 1; }
 cargo build --release --quiet
-BIN=target/release/redis-persistence-exporter
+BIN=${CARGO_TARGET_DIR:-target}/release/redis-persistence-exporter
+# Before redis-server starts, so that its --maxclients fits too.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 WORK=$(mktemp -d /tmp/rpe-load.XXXXXX)
 PIDS=()
@@ -51,7 +53,6 @@ EXPORTER_PORT=$(free_port)
         echo "labels = { env = \"load\" }"
     done
 } >"$WORK/config.toml"
-ulimit -n 65536 2>/dev/null || true
 "$BIN" --config "$WORK/config.toml" --log.level warn >"$WORK/exporter.log" 2>&1 &
 EXPORTER=$!
 PIDS+=("$EXPORTER")

@@ -25,7 +25,7 @@ done
 
 command -v redis-server >/dev/null || { echo "redis-server is missing: sudo apt-get install redis-server" >&2; exit 1; }
 cargo build --release --quiet
-BIN=target/release/redis-persistence-exporter
+BIN=${CARGO_TARGET_DIR:-target}/release/redis-persistence-exporter
 
 WORK=$(mktemp -d /tmp/rpe-soak.XXXXXX)
 OUT=target/soak
@@ -34,6 +34,8 @@ PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
     [ -n "${FLAP_PID:-}" ] && kill -9 "$FLAP_PID" 2>/dev/null || true
+    # The flapper's current redis-server, which it restarted after the first one.
+    [ -f "$WORK/flap.pid" ] && kill -9 "$(cat "$WORK/flap.pid")" 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -54,6 +56,7 @@ for i in 1 2 3 4; do
 done
 FLAP_PORT=$(free_port)
 FLAP_REDIS=$(start_redis "$FLAP_PORT" "$WORK/flap")
+PIDS+=("$FLAP_REDIS")
 DEAD_PORT=$(free_port)
 EXPORTER_PORT=$(free_port)
 

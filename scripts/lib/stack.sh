@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# Pieces shared by scripts/demo.sh and scripts/local-stack.sh: free loopback ports, bounded
-# waits, and starting redis-server, the exporter, Prometheus and Alertmanager as child
-# processes of the calling script. Source it; it defines functions only.
+# Pieces shared by the scripts in scripts/: free loopback ports, bounded waits, starting
+# redis-server, the exporter, Prometheus and Alertmanager as child processes of the calling
+# script, and reading a process's CPU and memory from /proc. Source it; it defines functions
+# only.
 #
 # tests/dashboard_queries.rs mirrors start_redis / write_prometheus_config in Rust; keep the
 # flags in step when changing them here.
@@ -138,6 +139,26 @@ start_redis() {
     STACK_PIDS+=("${REDIS_PID}")
     await_ready "${REDIS_PID}" redis-server "${dir}/redis.log" 10 redis-cli -p "${port}" ping
 }
+
+# populate_redis PORT KEYS: KEYS keys of 64 bytes. The server must have been started with
+# --enable-debug-command local (Redis 7 refuses DEBUG otherwise, and redis-cli exits 0 on an
+# error reply, so the reply is checked).
+populate_redis() {
+    local reply
+    reply=$(redis-cli -p "$1" debug populate "$2" key 64)
+    [[ ${reply} == OK ]] || die "DEBUG POPULATE on port $1 failed: ${reply}"
+}
+
+# Readings of a process from /proc, for the benchmark scripts.
+# utime+stime in clock ticks (fields 14 and 15, counted after the ")" that ends comm).
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+# CPU time of all live threads in ns (first field of each task's schedstat).
+sched_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
+# A field of /proc/<pid>/status in KiB (VmRSS, VmHWM) or as a count (Threads).
+status_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+# A field of /proc/<pid>/smaps_rollup in KiB (Rss, Anonymous, Private_Dirty, ...).
+rollup_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/smaps_rollup"; }
+fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 
 # build_exporter: quiet release build; sets EXPORTER_BIN.
 build_exporter() {
