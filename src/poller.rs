@@ -153,7 +153,7 @@ impl Poller {
                 if scope == InfoScope::Full {
                     self.siblings_read_at = Some(started);
                 }
-                self.record_success(reading, took).await
+                self.record_success(reading, scope, took).await
             }
             Err(error) => {
                 // A failed or timed-out connection may hold a half-read reply; never reuse it.
@@ -185,7 +185,7 @@ impl Poller {
         before.is_some_and(|before| before != seen)
     }
 
-    async fn record_success(&mut self, reading: Reading, took: Duration) {
+    async fn record_success(&mut self, reading: Reading, scope: InfoScope, took: Duration) {
         let target = &self.target;
         if !reading.info.field_errors.is_empty() {
             tracing::debug!(target_name = %target.name, errors = ?reading.info.field_errors.iter().map(ToString::to_string).collect::<Vec<_>>(), "some INFO fields were unreadable and are left out");
@@ -202,7 +202,11 @@ impl Poller {
                 {
                     self.siblings_read_at = None;
                 }
-                info.inherit_siblings(&mut previous.info);
+                // Only a persistence-only reply lacks the siblings; a full reply without
+                // replica lines means the replicas are gone, not unknown.
+                if scope == InfoScope::Persistence {
+                    info.inherit_siblings(&mut previous.info);
+                }
             }
             let snapshot = Snapshot::new(info, SystemTime::now());
             state.record_success(snapshot, took);
