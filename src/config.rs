@@ -118,7 +118,7 @@ pub struct FileSdConfig {
     /// Labels starting with `__` are dropped; a `name` label sets the target name.
     pub files: Vec<String>,
     /// How often the files are checked for changes. Default 30s.
-    #[serde(default = "default_file_sd_refresh", with = "humantime_serde")]
+    #[serde(default = "default_discovery_refresh", with = "humantime_serde")]
     pub refresh_interval: Duration,
     /// Settings applied to every target of this source.
     #[serde(default)]
@@ -137,7 +137,7 @@ pub struct ClusterSdConfig {
     /// order and then every node discovered before, until one answers.
     pub seeds: Vec<String>,
     /// How often the membership is re-read. Default 30s.
-    #[serde(default = "default_redis_sd_refresh", with = "humantime_serde")]
+    #[serde(default = "default_discovery_refresh", with = "humantime_serde")]
     pub refresh_interval: Duration,
     /// Credentials and TLS settings for the seeds and every node; `scheme` (default: the
     /// first seed's) applies to the discovered nodes.
@@ -159,7 +159,7 @@ pub struct SentinelSdConfig {
     #[serde(default)]
     pub masters: Vec<String>,
     /// How often the topology is re-read. Default 30s.
-    #[serde(default = "default_redis_sd_refresh", with = "humantime_serde")]
+    #[serde(default = "default_discovery_refresh", with = "humantime_serde")]
     pub refresh_interval: Duration,
     /// Credentials and TLS settings for the Redis nodes.
     #[serde(default)]
@@ -170,7 +170,7 @@ pub struct SentinelSdConfig {
     pub sentinel_auth: TargetTemplate,
 }
 
-fn default_redis_sd_refresh() -> Duration {
+fn default_discovery_refresh() -> Duration {
     Duration::from_secs(30)
 }
 
@@ -277,10 +277,6 @@ impl TargetTemplate {
             tls_insecure_skip_verify: self.tls_insecure_skip_verify,
         }
     }
-}
-
-fn default_file_sd_refresh() -> Duration {
-    Duration::from_secs(30)
 }
 
 /// One `[[targets]]` entry.
@@ -771,6 +767,15 @@ impl FileConfig {
             base_dir,
             &defaults,
         )?;
+        for (index, source) in self.file_sd.iter().enumerate() {
+            // Zero would re-read every file in a busy loop.
+            if source.refresh_interval.is_zero() {
+                return Err(invalid(
+                    &format!("file_sd[{index}].refresh_interval"),
+                    "a duration greater than zero, like \"30s\"".into(),
+                ));
+            }
+        }
         if self.probe.enabled && self.probe.allowed_targets.is_empty() {
             return Err(invalid(
                 "probe.allowed_targets",
@@ -1149,6 +1154,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("keep_connections"), "{error}");
+    }
+
+    #[test]
+    fn file_sd_refresh_interval_must_not_be_zero() {
+        let error = load_text("[[file_sd]]\nfiles = [\"t.json\"]\nrefresh_interval = \"0s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("file_sd[0].refresh_interval"), "{error}");
     }
 
     #[test]
