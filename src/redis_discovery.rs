@@ -305,8 +305,16 @@ impl Context {
         }
     }
 
-    /// One target per member, with the `cluster` and `role` labels.
-    fn targets(&self, template: &TargetTemplate, scheme: &str, members: &[Member]) -> Vec<Target> {
+    /// One target per member, with the `cluster` and `role` labels. A member that fails
+    /// validation fails the refresh: the members share one template, so that is a credential
+    /// or TLS file missing for a moment (a rotation), and the previous nodes must be kept
+    /// rather than dropped with their history.
+    fn targets(
+        &self,
+        template: &TargetTemplate,
+        scheme: &str,
+        members: &[Member],
+    ) -> Result<Vec<Target>, RefreshError> {
         let mut names = BTreeSet::new();
         let mut targets = Vec::with_capacity(members.len());
         for member in members {
@@ -320,18 +328,19 @@ impl Context {
             ]);
             let url = format!("{scheme}://{}", member.address());
             let config = template.target_config(url, Some(name.clone()), labels);
-            match validate_target(
+            let target = validate_target(
                 config,
                 &name,
                 &self.source_name,
                 self.base_dir.as_deref(),
                 &self.defaults,
-            ) {
-                Ok(target) => targets.push(target),
-                Err(error) => tracing::warn!(%error, "skipping a discovered node"),
-            }
+            )
+            .map_err(|error| RefreshError {
+                attempts: vec![format!("{name}: {error}")],
+            })?;
+            targets.push(target);
         }
-        targets
+        Ok(targets)
     }
 }
 
@@ -687,7 +696,7 @@ async fn refresh_cluster(
             Ok(nodes) if is_settled(&nodes) => {
                 let members = cluster_members(&cluster.name, &nodes);
                 let scheme = node_scheme(&cluster.defaults, &cluster.seeds);
-                return Ok(context.targets(&cluster.defaults, &scheme, &members));
+                return context.targets(&cluster.defaults, &scheme, &members);
             }
             Ok(nodes) => {
                 attempts.push(format!("{}: knows only itself", target.name));
@@ -700,7 +709,7 @@ async fn refresh_cluster(
         Some(nodes) => {
             let members = cluster_members(&cluster.name, &nodes);
             let scheme = node_scheme(&cluster.defaults, &cluster.seeds);
-            Ok(context.targets(&cluster.defaults, &scheme, &members))
+            context.targets(&cluster.defaults, &scheme, &members)
         }
         None => Err(RefreshError { attempts }),
     }
@@ -727,7 +736,7 @@ async fn refresh_sentinel(
         match ask_sentinel(sentinel, context, &target, deadline).await {
             Ok(members) => {
                 let scheme = node_scheme(&sentinel.defaults, &sentinel.sentinels);
-                return Ok(context.targets(&sentinel.defaults, &scheme, &members));
+                return context.targets(&sentinel.defaults, &scheme, &members);
             }
             Err(error) => attempts.push(format!("{}: {error}", target.name)),
         }
@@ -1095,6 +1104,35 @@ b ::1:6380@16380 slave a 0 0 1 connected
     }
 
     #[test]
+    fn a_password_file_missing_for_a_moment_fails_the_refresh_instead_of_emptying_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("password");
+        std::fs::write(&password, "pw").unwrap();
+        let settings = load(&format!(
+            "[[cluster]]\nname = \"c1\"\nseeds = [\"127.0.0.1:7000\"]\n\
+             [cluster.defaults]\npassword_file = \"{}\"\n",
+            password.display()
+        ))
+        .unwrap();
+        let cluster = &settings.cluster[0];
+        let context = Context::new("cluster c1".into(), &settings);
+        let members = cluster_members("c1", &parse_cluster_nodes(HEALTHY, None).unwrap());
+        let scheme = node_scheme(&cluster.defaults, &cluster.seeds);
+        assert_eq!(
+            context
+                .targets(&cluster.defaults, &scheme, &members)
+                .unwrap()
+                .len(),
+            6
+        );
+        std::fs::remove_file(&password).unwrap();
+        let error = context
+            .targets(&cluster.defaults, &scheme, &members)
+            .unwrap_err();
+        assert!(error.to_string().contains("c1/"), "{error}");
+    }
+
+    #[test]
     fn discovered_targets_carry_labels_credentials_and_scheme() {
         let settings = load(
             "[[cluster]]\nname = \"c1\"\nseeds = [\"127.0.0.1:7000\"]\n\
@@ -1105,7 +1143,9 @@ b ::1:6380@16380 slave a 0 0 1 connected
         let context = Context::new("cluster c1".into(), &settings);
         let nodes = parse_cluster_nodes(HEALTHY, None).unwrap();
         let scheme = node_scheme(&cluster.defaults, &cluster.seeds);
-        let targets = context.targets(&cluster.defaults, &scheme, &cluster_members("c1", &nodes));
+        let targets = context
+            .targets(&cluster.defaults, &scheme, &cluster_members("c1", &nodes))
+            .unwrap();
         assert_eq!(targets.len(), 6);
         let first = &targets[0];
         assert_eq!(first.name, "c1/127.0.0.1:17000");
