@@ -65,6 +65,17 @@ impl From<&Settings> for Schedule {
     }
 }
 
+impl Schedule {
+    /// The width of the start slots for this schedule's polls.
+    fn start_slot(&self) -> Duration {
+        if self.keep_connections {
+            START_SLOT
+        } else {
+            PER_POLL_CONNECTION_SLOT
+        }
+    }
+}
+
 /// Polls one target forever; the fleet stops it by aborting the task, which drops the
 /// connection with it.
 pub async fn run(target: Arc<Target>, cell: TargetCell, schedule: Schedule) {
@@ -145,7 +156,8 @@ impl Poller {
         .await
         .unwrap_or(Err(PollError::Timeout(self.schedule.timeout)));
         let took = started.elapsed();
-        if !self.schedule.keep_connections {
+        // A failed or timed-out connection may hold a half-read reply; never reuse it.
+        if !self.schedule.keep_connections || outcome.is_err() {
             self.connection = None;
         }
         match outcome {
@@ -156,8 +168,6 @@ impl Poller {
                 self.record_success(reading, scope, took).await
             }
             Err(error) => {
-                // A failed or timed-out connection may hold a half-read reply; never reuse it.
-                self.connection = None;
                 lock(&self.cell).record_failure(error.reason(), took);
                 if self.was_up != Some(false) {
                     tracing::warn!(target_name = %target.name, reason = error.reason(), error = %error, "target is down");
@@ -343,23 +353,12 @@ async fn read_server_config(
 /// phase of its own for every poll cost 85 µs of exporter CPU per poll (1.8 context switches
 /// per poll); 10 ms slots 75 µs; 100 ms slots 44 µs (0.2 switches per poll). Wider slots
 /// gained nothing more.
-pub const START_SLOT: Duration = Duration::from_millis(100);
+const START_SLOT: Duration = Duration::from_millis(100);
 
 /// The slot width for connections opened per poll: none to speak of. Their cost is the
 /// client's handshake, and handshakes in a burst cost more than apart (5,000 targets every
 /// 15 s: 280 µs per poll with phases of their own, 484 µs in 100 ms slots).
 const PER_POLL_CONNECTION_SLOT: Duration = Duration::from_millis(1);
-
-impl Schedule {
-    /// The width of the start slots for this schedule's polls.
-    pub fn start_slot(&self) -> Duration {
-        if self.keep_connections {
-            START_SLOT
-        } else {
-            PER_POLL_CONNECTION_SLOT
-        }
-    }
-}
 
 /// When a target's first poll is due: its [`start_offset`] from one process-wide epoch, so
 /// targets in the same slot are due at the same instant, whenever each was added (a target
@@ -369,7 +368,7 @@ fn first_poll(name: &str, interval: Duration, slot: Duration) -> Instant {
     let epoch = *EPOCH.get_or_init(Instant::now);
     let first = epoch + start_offset(name, interval, slot);
     let now = Instant::now();
-    if first >= now || interval.is_zero() {
+    if first >= now {
         return first;
     }
     let periods = (now - first).as_nanos() / interval.as_nanos() + 1;
@@ -378,8 +377,8 @@ fn first_poll(name: &str, interval: Duration, slot: Duration) -> Instant {
 
 /// A stable offset in `[0, interval)` derived from the target name (FNV-1a), a whole number
 /// of `slot`s: first polls are spread over the interval so a thousand targets do not fire
-/// together, and the phase survives restarts.
-pub fn start_offset(name: &str, interval: Duration, slot: Duration) -> Duration {
+/// together, and a target keeps its place in the interval across reloads.
+fn start_offset(name: &str, interval: Duration, slot: Duration) -> Duration {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in name.bytes() {
         hash ^= u64::from(byte);
