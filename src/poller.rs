@@ -81,9 +81,10 @@ impl Schedule {
 pub async fn run(target: Arc<Target>, cell: TargetCell, schedule: Schedule) {
     let first = first_poll(&target.name, schedule.interval, schedule.start_slot());
     let mut ticker = tokio::time::interval_at(first, schedule.interval);
-    // A poll that overran (it cannot, given timeout <= interval, but a stalled runtime can)
-    // must not be followed by a burst of catch-up polls.
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // A poll that overran (poll_timeout may equal the interval, recording runs after the
+    // timeout, and the runtime can stall) skips to its next slot rather than bursting to
+    // catch up or drifting off the grid its slot shares with other targets.
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut poller = Poller::new(target, cell, schedule);
     loop {
         ticker.tick().await;
