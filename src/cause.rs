@@ -8,7 +8,6 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
-use crate::history::Mechanism;
 
 /// How much of the end of the log is read: enough for hours of a normal Redis log, small
 /// enough to read on every failure without cost.
@@ -75,14 +74,6 @@ impl FailureKind {
     }
 }
 
-impl From<Mechanism> for FailureKind {
-    fn from(mechanism: Mechanism) -> Self {
-        match mechanism {
-            Mechanism::AofRewrite => FailureKind::AofRewrite,
-            Mechanism::RdbBgsave => FailureKind::RdbBgsave,
-        }
-    }
-}
 
 /// Classifies one log line: which failure it reports and why, or `None` if it reports none.
 pub fn classify_line(line: &str) -> Option<(FailureKind, Reason)> {

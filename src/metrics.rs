@@ -496,7 +496,7 @@ fn encode_self_metrics(
             MetricType::Gauge,
         )?;
         for t in targets {
-            let Some(at) = t.last_success_unix else {
+            let Some(at) = t.last_success_unix() else {
                 continue;
             };
             ConstGauge::new(at).encode(family.encode_family(&t.labels)?)?;

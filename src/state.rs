@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::card::CardState;
-use crate::cause::{FreeSpace, Reason};
+use crate::cause::{FailureKind, FreeSpace, Reason};
 use crate::config::Target;
 use crate::history::Diagnosis;
 use crate::info::Info;
@@ -128,9 +128,9 @@ impl Causes {
     /// Each mechanism's `mechanism` label with its cause, in render order.
     pub fn by_mechanism(&self) -> [(&'static str, Option<Reason>); 3] {
         [
-            ("aof_rewrite", self.aof_rewrite),
-            ("aof_write", self.aof_write),
-            ("rdb_bgsave", self.rdb_bgsave),
+            (FailureKind::AofRewrite.label(), self.aof_rewrite),
+            (FailureKind::AofWrite.label(), self.aof_write),
+            (FailureKind::RdbBgsave.label(), self.rdb_bgsave),
         ]
     }
 }
@@ -149,8 +149,6 @@ pub struct TargetState {
     pub up: bool,
     /// Why the last poll failed, as the bounded `reason` label.
     pub last_failure_reason: Option<&'static str>,
-    /// Unix seconds of the last successful poll.
-    pub last_success_unix: Option<f64>,
     /// Poll attempts, successful or not.
     pub polls_total: u64,
     /// Failed polls by reason.
@@ -181,7 +179,6 @@ impl TargetState {
             latest: None,
             up: false,
             last_failure_reason: None,
-            last_success_unix: None,
             polls_total: 0,
             failures_total: BTreeMap::new(),
             poll_duration: DurationHistogram::default(),
@@ -193,11 +190,15 @@ impl TargetState {
         }
     }
 
+    /// Unix seconds of the last successful poll.
+    pub fn last_success_unix(&self) -> Option<f64> {
+        self.latest.as_ref().map(|s| s.taken_at_unix)
+    }
+
     /// Records a successful poll.
     pub fn record_success(&mut self, snapshot: Snapshot, took: Duration) {
         self.polls_total += 1;
         self.poll_duration.observe(took);
-        self.last_success_unix = Some(snapshot.taken_at_unix);
         self.diagnosis
             .observe(&snapshot.info, snapshot.taken_at_unix);
         if self.latest.as_ref().map(|s| s.card) != Some(snapshot.card) {
