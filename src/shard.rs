@@ -154,10 +154,16 @@ mod tests {
     #[test]
     fn buckets_are_stable_across_runs() {
         // Pinned values: a change here would reshuffle every deployed fleet.
-        assert_eq!(
-            bucket("redis://10.0.0.1:6379", 3),
-            bucket("redis://10.0.0.1:6379", 3)
-        );
+        let pinned = [
+            ("redis://10.0.0.1:6379", 2, 4),
+            ("cache-1", 2, 4),
+            ("c1/10.0.0.7:7000", 1, 7),
+            ("queue-2", 2, 2),
+        ];
+        for (name, of_3, of_10) in pinned {
+            assert_eq!(bucket(name, 3), of_3, "{name} of 3");
+            assert_eq!(bucket(name, 10), of_10, "{name} of 10");
+        }
         assert_eq!(bucket("anything", 1), 0);
     }
 }
