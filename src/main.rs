@@ -275,28 +275,20 @@ async fn run(cli: &Cli, settings: config::Settings, web: web::WebConfig) -> anyh
     let mut hangups = signal::Hangups::new();
     let terminate = signal::terminate();
     tokio::pin!(terminate);
+    // One ticker across loop turns: a timer restarted on every turn would never fire while
+    // Cluster or Sentinel discovery keeps changing.
+    let mut file_sd_ticks = file_sd_ticker(&settings);
     loop {
-        let refresh_every = settings.file_sd.iter().map(|s| s.refresh_interval).min();
-        let refresh = async move {
-            match refresh_every {
-                Some(every) => tokio::time::sleep(every).await,
-                None => std::future::pending().await,
-            }
-        };
         let reply = tokio::select! {
             _ = &mut terminate => break,
-            _ = refresh => {
+            _ = next_tick(&mut file_sd_ticks) => {
                 if file_sd.refresh(&settings).is_some() {
-                    let discovered = all_discovered(&file_sd, &redis_sd);
-                    let changes = fleet.apply(&with_discovered(&settings, &discovered));
-                    tracing::info!(%changes, "discovered targets changed");
+                    apply_discovered(&mut fleet, &settings, &file_sd, &redis_sd);
                 }
                 continue;
             }
             _ = redis_sd.changed() => {
-                let discovered = all_discovered(&file_sd, &redis_sd);
-                let changes = fleet.apply(&with_discovered(&settings, &discovered));
-                tracing::info!(%changes, "discovered targets changed");
+                apply_discovered(&mut fleet, &settings, &file_sd, &redis_sd);
                 continue;
             }
             _ = hangups.next() => None,
@@ -308,6 +300,7 @@ async fn run(cli: &Cli, settings: config::Settings, web: web::WebConfig) -> anyh
                 file_sd = FileSd::new();
                 file_sd.refresh(&settings);
                 redis_sd = redis_sd.restart(&settings);
+                file_sd_ticks = file_sd_ticker(&settings);
                 let discovered = all_discovered(&file_sd, &redis_sd);
                 let changes = fleet.apply(&with_discovered(&settings, &discovered));
                 *current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(settings.clone());
@@ -340,6 +333,36 @@ fn all_discovered(file_sd: &FileSd, redis_sd: &RedisSd) -> Vec<config::Target> {
     let mut all = file_sd.targets();
     all.extend(redis_sd.targets());
     all
+}
+
+/// Starts what the fleet polls over again from the configured and discovered targets.
+fn apply_discovered(
+    fleet: &mut Fleet,
+    settings: &config::Settings,
+    file_sd: &FileSd,
+    redis_sd: &RedisSd,
+) {
+    let discovered = all_discovered(file_sd, redis_sd);
+    let changes = fleet.apply(&with_discovered(settings, &discovered));
+    tracing::info!(%changes, "discovered targets changed");
+}
+
+/// Ticks at the shortest `[[file_sd]]` refresh interval, if there is any file source.
+fn file_sd_ticker(settings: &config::Settings) -> Option<tokio::time::Interval> {
+    let every = settings.file_sd.iter().map(|s| s.refresh_interval).min()?;
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    Some(ticks)
+}
+
+/// The next tick, or never without a ticker.
+async fn next_tick(ticks: &mut Option<tokio::time::Interval>) {
+    match ticks {
+        Some(ticks) => {
+            ticks.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// The settings with discovered targets added to the configured ones.
