@@ -170,19 +170,29 @@ async fn scrape(State(AppState { store, renders, .. }): State<AppState>) -> Resp
     }
 }
 
-async fn landing(State(AppState { store, .. }): State<AppState>) -> Html<String> {
-    let now = unix_seconds(SystemTime::now());
-    let mut reports: Vec<TargetReport> =
-        store.with_all(|targets| targets.iter().map(|t| report::read(t, now)).collect());
-    // What needs someone first: err, then unreachable, then the rest; by name within each.
-    let rank = |r: &TargetReport| match r.card {
-        "err" => 0,
-        "unknown" => 1,
-        "ok" => 2,
-        _ => 3,
+async fn landing(State(AppState { store, renders, .. }): State<AppState>) -> Response {
+    // The same bound and thread as a scrape: it reads every target too.
+    let Ok(_permit) = renders.acquire_owned().await else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     };
-    reports.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.target.cmp(&b.target)));
-    Html(status_page(&reports, now))
+    let page = move || {
+        let now = unix_seconds(SystemTime::now());
+        let mut reports: Vec<TargetReport> =
+            store.with_all(|targets| targets.iter().map(|t| report::read(t, now)).collect());
+        // What needs someone first: err, then unreachable, then the rest; by name within each.
+        let rank = |r: &TargetReport| match r.card {
+            "err" => 0,
+            "unknown" => 1,
+            "ok" => 2,
+            _ => 3,
+        };
+        reports.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.target.cmp(&b.target)));
+        status_page(&reports, now)
+    };
+    match tokio::task::spawn_blocking(page).await {
+        Ok(body) => Html(body).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response(),
+    }
 }
 
 /// The status page: every target's card with the brief's reading. Plain HTML that refreshes
