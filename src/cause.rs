@@ -8,7 +8,6 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
-
 /// How much of the end of the log is read: enough for hours of a normal Redis log, small
 /// enough to read on every failure without cost.
 pub const LOG_TAIL_BYTES: u64 = 256 * 1024;
@@ -73,7 +72,6 @@ impl FailureKind {
         }
     }
 }
-
 
 /// Classifies one log line: which failure it reports and why, or `None` if it reports none.
 pub fn classify_line(line: &str) -> Option<(FailureKind, Reason)> {
