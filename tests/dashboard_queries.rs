@@ -10,12 +10,15 @@
 //! The stack mirrors `scripts/local-stack.sh` (same Redis flags, same Prometheus scrape config).
 //! Needs `redis-server` and `prometheus` on PATH; `bash scripts/test.sh` installs them.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{free_port, EXPORTER};
 use serde_json::Value;
 
 /// The scrape job name; the dashboard's `$job` variable and the alert rules key off it.
@@ -331,14 +334,6 @@ fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// A port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
-}
-
 fn require(program: &str, package: &str) {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
@@ -469,9 +464,7 @@ impl Stack {
         .unwrap();
         let mut exporter = Process::spawn(
             "redis-persistence-exporter",
-            Command::new(env!("CARGO_BIN_EXE_redis-persistence-exporter"))
-                .arg("--config")
-                .arg(&config),
+            Command::new(EXPORTER).arg("--config").arg(&config),
             root.join("exporter.log"),
         );
         wait_for("the exporter to listen", || {

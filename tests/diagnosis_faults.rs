@@ -10,14 +10,16 @@
 //!
 //! Needs root (tmpfs mounts, `setpriv`, `prlimit`) and `/usr/bin/redis-server`.
 
+mod common;
 mod fault_support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::run_check;
 use fault_support::{
-    noise, private_uid, run_check, Exporter, Findings, Metrics, Redis, RedisSpec, Reply, Target,
-    Tmpfs, REDIS_CHANGE,
+    noise, private_uid, Exporter, Findings, Metrics, Redis, RedisSpec, Reply, Target, Tmpfs,
+    REDIS_CHANGE,
 };
 
 /// Keys that make a rewrite slow enough to find and kill its child (100 µs each).
@@ -457,7 +459,7 @@ fn full_disk_fails_rewrite_then_writes_and_recovers() {
     let offset = redis.log_len();
     let reply = redis.cmd(&["BGREWRITEAOF"]);
     let mut last = String::new();
-    let failed = fault_support::poll_until(REDIS_CHANGE, || {
+    let failed = common::poll_until(REDIS_CHANGE, || {
         let info = redis.persistence();
         last = format!("{info:?}");
         info.get("aof_rewrite_in_progress").map(String::as_str) == Some("0")
@@ -503,7 +505,7 @@ fn full_disk_fails_rewrite_then_writes_and_recovers() {
     }
     let refused = refused.expect("100 more 64 KiB values did not fill an 8 MiB tmpfs");
     let mut last = String::new();
-    let write_err = fault_support::poll_until(REDIS_CHANGE, || {
+    let write_err = common::poll_until(REDIS_CHANGE, || {
         last = redis.aof_fields();
         redis.field("aof_last_write_status") == "err"
     });
@@ -542,7 +544,7 @@ fn full_disk_fails_rewrite_then_writes_and_recovers() {
     // Give the space back: Redis retries the pending write by itself.
     std::fs::remove_file(&filler).expect("remove the filler");
     let offset = redis.log_len();
-    let healed = fault_support::poll_until(Duration::from_secs(10), || {
+    let healed = common::poll_until(Duration::from_secs(10), || {
         redis.field("aof_last_write_status") == "ok"
     });
     let prompt = if healed {
@@ -552,7 +554,7 @@ fn full_disk_fails_rewrite_then_writes_and_recovers() {
         Some(redis.cmd(&["SET", "prompt", "1"]).text())
     };
     let mut last = String::new();
-    let healed = fault_support::poll_until(REDIS_CHANGE, || {
+    let healed = common::poll_until(REDIS_CHANGE, || {
         last = redis.aof_fields();
         redis.field("aof_last_write_status") == "ok"
     });
@@ -688,7 +690,7 @@ fn aof_off_over_a_stale_err_is_not_applicable() {
     // Turning AOF back on makes Redis rewrite to create the file: a clean rewrite.
     redis.config_set("appendonly", "yes");
     let mut last = String::new();
-    let on = fault_support::poll_until(REDIS_CHANGE, || {
+    let on = common::poll_until(REDIS_CHANGE, || {
         last = redis.aof_fields();
         let info = redis.persistence();
         info.get("aof_enabled").map(String::as_str) == Some("1")
@@ -907,7 +909,7 @@ fn check_reads_real_targets() {
     let mut healthy = Redis::start(RedisSpec::aof());
     let mut failing = Redis::start(RedisSpec::aof());
     failing.populate(SLOW_KEYS);
-    let nobody = format!("redis://127.0.0.1:{}", fault_support::free_port());
+    let nobody = format!("redis://127.0.0.1:{}", common::free_port());
 
     // Healthy first: both ok.
     let both = run_check(&[&healthy.url(), &failing.url()]);

@@ -27,6 +27,7 @@
 //! Every wait is for a condition, polled every 250 ms with a deadline of at most 90 s; no
 //! assertion is on wall-clock speed.
 
+mod common;
 mod e2e_support;
 
 use std::fs;

@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{
-    config_toml, free_port, parse_samples, poll_until, run_exporter, sample, samples, sigkill,
-    try_scrape, wait_until, Exporter, Redis, RedisOptions, TargetSpec,
+    config_toml, failures, free_port, parse_samples, poll_until, polls, run_exporter, sample,
+    samples, sigkill, try_scrape, up, value, wait_until, Exporter, Redis, RedisOptions, TargetSpec,
 };
 
 /// Upper bound for a state change to show up in a scrape: several poll intervals, plus room
@@ -28,27 +28,6 @@ const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.
 
 // ---------------------------------------------------------------------------------------------
 // Reading a scrape.
-
-fn value(body: &str, name: &str, target: &str) -> Option<f64> {
-    sample(body, name, &[("target", target)])
-}
-
-fn up(body: &str, target: &str) -> Option<f64> {
-    value(body, "redis_up", target)
-}
-
-fn polls(body: &str, target: &str) -> f64 {
-    value(body, "redis_persistence_exporter_polls_total", target).unwrap_or(0.0)
-}
-
-fn failures(body: &str, target: &str, reason: &str) -> f64 {
-    sample(
-        body,
-        "redis_persistence_exporter_poll_failures_total",
-        &[("target", target), ("reason", reason)],
-    )
-    .unwrap_or(0.0)
-}
 
 /// The `reason` labels `target` has failed with so far, sorted.
 fn failure_reasons(body: &str, target: &str) -> Vec<String> {
@@ -946,4 +925,40 @@ fn connections_are_kept_between_polls_unless_keep_connections_is_false() {
     assert!(time_wait <= 2, "{time_wait} new TIME_WAIT sockets");
     assert_eq!(failure_reasons(&body, "per_poll"), Vec::<String>::new());
     assert!(aof_healthy(&body, "per_poll"));
+}
+
+#[test]
+fn replicas_that_leave_disappear_from_the_next_full_read() {
+    let primary = Redis::start(RedisOptions::aof());
+    let replica = Redis::start(RedisOptions::aof());
+    // Every poll reads the replication section.
+    let exporter = Exporter::start(&format!(
+        "siblings_refresh_interval = \"300ms\"\n{}",
+        config_toml(
+            "300ms",
+            "250ms",
+            &[TargetSpec::new(primary.url(), "primary")]
+        )
+    ));
+    replica.cli(&["REPLICAOF", "127.0.0.1", &primary.port().to_string()]);
+    exporter.wait_for(STATE_TIMEOUT, "the replica shows online", |body| {
+        samples(
+            body,
+            "redis_connected_replica_online",
+            &[("target", "primary")],
+        )
+        .iter()
+        .any(|s| s.value == 1.0)
+    });
+
+    replica.cli(&["REPLICAOF", "NO", "ONE"]);
+    exporter.wait_for(STATE_TIMEOUT, "the replica is gone", |body| {
+        value(body, "redis_connected_slaves", "primary") == Some(0.0)
+            && samples(
+                body,
+                "redis_connected_replica_online",
+                &[("target", "primary")],
+            )
+            .is_empty()
+    });
 }

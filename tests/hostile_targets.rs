@@ -17,7 +17,10 @@ mod hostile_support;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{config_toml, sample, samples, try_scrape, Exporter, Redis, RedisOptions, TargetSpec};
+use common::{
+    config_toml, failures, polls, samples, try_scrape, up, Exporter, Redis, RedisOptions,
+    TargetSpec,
+};
 use hostile_support::{bulk, noise, Behavior, FakeRedis};
 
 use proptest::prelude::*;
@@ -37,27 +40,6 @@ const MEMORY_BOUND_KIB: u64 = 200 * 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Reading a scrape.
-
-fn value(body: &str, name: &str, target: &str) -> Option<f64> {
-    sample(body, name, &[("target", target)])
-}
-
-fn up(body: &str, target: &str) -> Option<f64> {
-    value(body, "redis_up", target)
-}
-
-fn polls(body: &str, target: &str) -> f64 {
-    value(body, "redis_persistence_exporter_polls_total", target).unwrap_or(0.0)
-}
-
-fn failures(body: &str, target: &str, reason: &str) -> f64 {
-    sample(
-        body,
-        "redis_persistence_exporter_poll_failures_total",
-        &[("target", target), ("reason", reason)],
-    )
-    .unwrap_or(0.0)
-}
 
 /// `reason -> failed polls` for `target`, sorted by reason.
 fn failure_counts(body: &str, target: &str) -> Vec<(String, f64)> {
@@ -125,20 +107,6 @@ fn expected_polls(first: &TimedScrape, second: &TimedScrape) -> (f64, f64) {
 
 // ---------------------------------------------------------------------------------------------
 // The exporter process.
-
-/// The exporter's pid: our child whose command line names its config file.
-fn exporter_pid(exporter: &Exporter) -> u32 {
-    let config = exporter.config_path();
-    let config = config.to_string_lossy();
-    common::child_pids(std::process::id())
-        .into_iter()
-        .find(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(config.as_ref()))
-                .unwrap_or(false)
-        })
-        .expect("the exporter is a child of this test")
-}
 
 /// A `kB` field of `/proc/<pid>/status`, such as `VmHWM` (peak resident set).
 fn status_kib(pid: u32, field: &str) -> u64 {
@@ -366,7 +334,7 @@ fn enormous_replies_leave_the_exporter_memory_bounded() {
         .map(|(fake, name)| TargetSpec::new(fake.url(), name.as_str()))
         .collect();
     let exporter = Exporter::start(&config_toml(POLL_INTERVAL, POLL_TIMEOUT, &targets));
-    let pid = exporter_pid(&exporter);
+    let pid = exporter.pid();
 
     exporter.wait_for(STATE_TIMEOUT, "every target is up", |body| {
         names.iter().all(|n| up(body, n) == Some(1.0))

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{sample, Exporter, Redis, RedisOptions, TargetSpec};
+use common::{polls, sample, Exporter, Redis, RedisOptions, TargetSpec};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -33,15 +33,6 @@ fn http_post(port: u16, path: &str) -> (u16, String) {
         .expect("POST");
     let status = response.status().as_u16();
     (status, response.text().unwrap_or_default())
-}
-
-fn polls(text: &str, target: &str) -> f64 {
-    sample(
-        text,
-        "redis_persistence_exporter_polls_total",
-        &[("target", target)],
-    )
-    .unwrap_or(0.0)
 }
 
 #[test]

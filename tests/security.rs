@@ -8,11 +8,13 @@
 //!
 //! Run with `cargo test --test security -- --test-threads=2`.
 
+mod common;
 mod security_support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use common::EXPORTER;
 use security_support::*;
 
 /// Fast polling so state changes show up quickly; the timeout may not exceed the interval.

@@ -4,6 +4,7 @@
 //!
 //! Needs the Debian `chromium` package (`/usr/bin/chromium`) and `/usr/bin/redis-server`.
 
+mod common;
 mod fault_support;
 
 use std::fs;
@@ -12,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fault_support::{free_port, run, Exporter, Redis, RedisSpec, Target};
+use common::free_port;
+use fault_support::{run, Exporter, Redis, RedisSpec, Target};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// Chromium gets this long per run, then its whole process group is killed.

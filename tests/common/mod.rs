@@ -24,6 +24,10 @@ use tempfile::TempDir;
 pub const REDIS_SERVER: &str = "/usr/bin/redis-server";
 /// Its client, for driving faults.
 pub const REDIS_CLI: &str = "/usr/bin/redis-cli";
+/// Prometheus, for the tests that run a real server against the exporter.
+pub const PROMETHEUS: &str = "/usr/bin/prometheus";
+/// Alertmanager, for the end-to-end alerting tests.
+pub const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
 /// The exporter binary cargo built for this test run.
 pub const EXPORTER: &str = env!("CARGO_BIN_EXE_redis-persistence-exporter");
 /// Prefix of the environment variables the exporter reads config overrides from; stripped
@@ -47,7 +51,16 @@ pub fn free_port() -> u16 {
 }
 
 /// Polls `condition` every 50 ms until it holds (`true`) or `timeout` passes (`false`).
-pub fn poll_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+pub fn poll_until(timeout: Duration, condition: impl FnMut() -> bool) -> bool {
+    poll_until_every(timeout, POLL_EVERY, condition)
+}
+
+/// [`poll_until`] re-checking every `every` instead of every 50 ms.
+pub fn poll_until_every(
+    timeout: Duration,
+    every: Duration,
+    mut condition: impl FnMut() -> bool,
+) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if condition() {
@@ -56,7 +69,7 @@ pub fn poll_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
         if Instant::now() >= deadline {
             return false;
         }
-        std::thread::sleep(POLL_EVERY);
+        std::thread::sleep(every);
     }
 }
 
@@ -425,7 +438,8 @@ impl TargetSpec {
     }
 }
 
-fn toml_string(value: &str) -> String {
+/// `value` as a TOML basic string: quoted, with `"` and `\` escaped.
+pub fn toml_string(value: &str) -> String {
     let mut out = String::from("\"");
     for c in value.chars() {
         match c {
@@ -507,6 +521,46 @@ where
             );
         }
         std::thread::sleep(POLL_EVERY);
+    }
+}
+
+/// The result of one `check` run.
+#[derive(Debug)]
+pub struct CheckRun {
+    /// Exit code.
+    pub code: i32,
+    /// stdout.
+    pub stdout: String,
+    /// stderr.
+    pub stderr: String,
+}
+
+/// Runs `redis-persistence-exporter check <args>`, killed if it has not finished in 60 s.
+pub fn run_check(args: &[&str]) -> CheckRun {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out_path = dir.path().join("stdout");
+    let err_path = dir.path().join("stderr");
+    let mut child = exporter_command(std::iter::once("check").chain(args.iter().copied()))
+        .stdout(fs::File::create(&out_path).expect("stdout file"))
+        .stderr(fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .expect("run check");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`check {args:?}` did not finish within 60 s");
+        }
+        std::thread::sleep(POLL_EVERY);
+    };
+    CheckRun {
+        code: status.code().unwrap_or(-1),
+        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
     }
 }
 
@@ -847,6 +901,31 @@ pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         found.len()
     );
     found.first().map(|s| s.value)
+}
+
+/// The value of `name` for `target` (matched on the `target` label alone).
+pub fn value(body: &str, name: &str, target: &str) -> Option<f64> {
+    sample(body, name, &[("target", target)])
+}
+
+/// `redis_up` for `target`.
+pub fn up(body: &str, target: &str) -> Option<f64> {
+    value(body, "redis_up", target)
+}
+
+/// `redis_persistence_exporter_polls_total` for `target`; 0 before the first poll.
+pub fn polls(body: &str, target: &str) -> f64 {
+    value(body, "redis_persistence_exporter_polls_total", target).unwrap_or(0.0)
+}
+
+/// `redis_persistence_exporter_poll_failures_total` for `target` and `reason`; 0 if absent.
+pub fn failures(body: &str, target: &str, reason: &str) -> f64 {
+    sample(
+        body,
+        "redis_persistence_exporter_poll_failures_total",
+        &[("target", target), ("reason", reason)],
+    )
+    .unwrap_or(0.0)
 }
 
 #[cfg(test)]

@@ -14,7 +14,6 @@
 
 use std::cell::RefCell;
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,11 +21,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-pub const REDIS_SERVER: &str = "/usr/bin/redis-server";
-pub const REDIS_CLI: &str = "/usr/bin/redis-cli";
-pub const PROMETHEUS: &str = "/usr/bin/prometheus";
-pub const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
-pub const EXPORTER: &str = env!("CARGO_BIN_EXE_redis-persistence-exporter");
+use crate::common::{
+    child_pids, exporter_command, free_port, redis_cli, ALERTMANAGER, PROMETHEUS, REDIS_SERVER,
+};
 
 /// How often a condition is re-checked.
 pub const POLL_EVERY: Duration = Duration::from_millis(250);
@@ -39,14 +36,6 @@ const START_ATTEMPTS: usize = 5;
 /// The repository root.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A currently free loopback port (racy by nature; starters retry).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
 }
 
 /// Polls `check` every [`POLL_EVERY`] until it yields `Some`, or panics after `timeout` with
@@ -281,16 +270,9 @@ impl Redis {
         )
     }
 
-    /// Child processes of the server (the rewrite child while one runs), via `ps --ppid`.
+    /// Live (non-zombie) child processes of the server: the rewrite child while one runs.
     pub fn child_pids(&self) -> Vec<u32> {
-        let output = Command::new("ps")
-            .args(["--ppid", &self.pid().to_string(), "-o", "pid="])
-            .output()
-            .expect("run ps");
-        String::from_utf8_lossy(&output.stdout)
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect()
+        child_pids(self.pid())
     }
 
     /// The server's log (for diagnostics).
@@ -360,23 +342,6 @@ fn redis_command(dir: &Path, port: u16) -> Command {
     command
 }
 
-pub fn redis_cli(port: u16, args: &[&str]) -> String {
-    let output = Command::new(REDIS_CLI)
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run redis-cli");
-    let mut text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    if !output.status.success() {
-        text.push_str(&format!(
-            "\n(redis-cli failed: {})",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
-    }
-    text
-}
-
 fn tempdir(prefix: &str) -> TempDir {
     tempfile::Builder::new()
         .prefix(prefix)
@@ -410,19 +375,13 @@ impl Exporter {
             "redis-persistence-exporter",
             &dir.path().join("exporter.log"),
             |port| {
-                let mut command = Command::new(EXPORTER);
-                command
-                    .arg("--config")
-                    .arg(&config)
-                    .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
-                    .env("NO_COLOR", "1");
-                // The developer's shell must not change the test.
-                for (key, _) in std::env::vars() {
-                    if key.starts_with("REDIS_PERSISTENCE_EXPORTER") {
-                        command.env_remove(key);
-                    }
-                }
-                command
+                // No config override from the developer's shell, and NO_COLOR set.
+                exporter_command([
+                    "--config".as_ref(),
+                    config.as_os_str(),
+                    "--web.listen-address".as_ref(),
+                    format!("127.0.0.1:{port}").as_ref(),
+                ])
             },
             |port| is_ready(&format!("http://127.0.0.1:{port}/metrics")),
         );

@@ -17,19 +17,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// The Redis under test: the Debian 12 package, 7.0.15.
-pub const REDIS_SERVER: &str = "/usr/bin/redis-server";
-/// The exporter binary cargo built for this test run.
-pub const EXPORTER: &str = env!("CARGO_BIN_EXE_redis-persistence-exporter");
-/// Environment variables with this prefix would override the exporter's config.
-const ENV_PREFIX: &str = "REDIS_PERSISTENCE_EXPORTER_";
+use crate::common::{exporter_command, free_port, poll_until, toml_string, EXPORTER, REDIS_SERVER};
 
 const POLL_EVERY: Duration = Duration::from_millis(50);
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -39,28 +34,6 @@ const START_ATTEMPTS: usize = 5;
 pub const SEE: Duration = Duration::from_secs(20);
 /// Deadline for a Redis-side state change (a rewrite to finish, a child to appear).
 pub const REDIS_CHANGE: Duration = Duration::from_secs(60);
-
-/// A currently free loopback port.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
-}
-
-/// Polls `condition` every 50 ms until it holds or `timeout` passes.
-pub fn poll_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(POLL_EVERY);
-    }
-}
 
 /// [`poll_until`] that panics with `what` and `evidence()` on timeout.
 pub fn wait_until(
@@ -829,19 +802,6 @@ impl Target {
     }
 }
 
-fn toml_string(value: &str) -> String {
-    let mut out = String::from("\"");
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// The config the fault tests run with: 500 ms polls, 400 ms timeout, CONFIG re-read every
 /// second.
 pub fn config_toml(targets: &[Target]) -> String {
@@ -875,62 +835,6 @@ pub fn config_toml(targets: &[Target]) -> String {
         }
     }
     out
-}
-
-/// The exporter binary with `args` and no config override from the environment.
-pub fn exporter_command<I, S>(args: I) -> Command
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
-{
-    let mut command = Command::new(EXPORTER);
-    command.args(args).env("NO_COLOR", "1").stdin(Stdio::null());
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with(ENV_PREFIX) {
-            command.env_remove(key);
-        }
-    }
-    command
-}
-
-/// The result of one `check` run.
-#[derive(Debug)]
-pub struct CheckRun {
-    /// Exit code.
-    pub code: i32,
-    /// stdout.
-    pub stdout: String,
-    /// stderr.
-    pub stderr: String,
-}
-
-/// Runs `redis-persistence-exporter check <args>`, killed if it has not finished in 60 s.
-pub fn run_check(args: &[&str]) -> CheckRun {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let out_path = dir.path().join("stdout");
-    let err_path = dir.path().join("stderr");
-    let mut child = exporter_command(std::iter::once("check").chain(args.iter().copied()))
-        .stdout(fs::File::create(&out_path).expect("stdout file"))
-        .stderr(fs::File::create(&err_path).expect("stderr file"))
-        .spawn()
-        .expect("run check");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`check {args:?}` did not finish within 60 s");
-        }
-        std::thread::sleep(POLL_EVERY);
-    };
-    CheckRun {
-        code: status.code().unwrap_or(-1),
-        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
-        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
-    }
 }
 
 /// A running exporter. Dropping it kills it.

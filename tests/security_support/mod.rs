@@ -8,43 +8,25 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
-pub const REDIS_SERVER: &str = "/usr/bin/redis-server";
-pub const REDIS_CLI: &str = "/usr/bin/redis-cli";
-pub const PROMETHEUS: &str = "/usr/bin/prometheus";
-pub const EXPORTER: &str = env!("CARGO_BIN_EXE_redis-persistence-exporter");
+use crate::common::{
+    free_port, poll_until_every, run_check, EXPORTER, PROMETHEUS, REDIS_CLI, REDIS_SERVER,
+};
 
 /// Generous: other test binaries share the two cores.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 const POLL_EVERY: Duration = Duration::from_millis(100);
 const START_ATTEMPTS: usize = 5;
 
-/// A currently free loopback port; starters retry on a new one if another process takes it.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
-}
-
-/// Polls `condition` until it holds or `timeout` passes.
-pub fn poll_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(POLL_EVERY);
-    }
+/// Polls `condition` every 100 ms until it holds or `timeout` passes.
+pub fn poll_until(timeout: Duration, condition: impl FnMut() -> bool) -> bool {
+    poll_until_every(timeout, POLL_EVERY, condition)
 }
 
 fn port_open(port: u16) -> bool {
@@ -721,18 +703,11 @@ impl Drop for Prometheus {
     }
 }
 
-/// Runs the exporter's `check` subcommand with `args`; returns (exit code, stdout, stderr).
+/// Runs the exporter's `check` subcommand with `args` (60 s limit, no config override from
+/// the environment); returns (exit code, stdout, stderr), the code `None` if killed by a signal.
 pub fn check(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(EXPORTER)
-        .arg("check")
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run check");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let run = run_check(args);
+    // `run_check` reports "killed by a signal" as -1, which no exit status can be.
+    let code = (run.code >= 0).then_some(run.code);
+    (code, run.stdout, run.stderr)
 }
