@@ -172,7 +172,8 @@ impl Diagnosis {
             self.aof.reset();
             self.rdb.reset();
         }
-        self.run_id = info.run_id.clone();
+        // clone_from reuses the buffer: the run id is the same on almost every poll.
+        self.run_id.clone_from(&info.run_id);
         self.uptime_seconds = info.uptime_seconds;
         self.aof.observe(
             Observation::from_info(Mechanism::AofRewrite, info),
