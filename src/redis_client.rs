@@ -154,7 +154,13 @@ impl Connection {
         let oversized = Arc::new(AtomicBool::new(false));
         let server = match (&target.address, &target.tls) {
             (Address::Tcp { host, .. }, Some(tls)) => {
-                let relay = guard::relay_tcp(upstream, MAX_REPLY_BYTES, oversized.clone()).await?;
+                let relay = guard::relay_tcp(
+                    upstream,
+                    MAX_REPLY_BYTES,
+                    oversized.clone(),
+                    connect_timeout,
+                )
+                .await?;
                 ServerConfig::Centralized {
                     server: Server::new_with_tls(
                         relay.ip().to_string(),
@@ -164,7 +170,12 @@ impl Connection {
                 }
             }
             _ => ServerConfig::Unix {
-                path: guard::relay_unix(upstream, MAX_REPLY_BYTES, oversized.clone())?,
+                path: guard::relay_unix(
+                    upstream,
+                    MAX_REPLY_BYTES,
+                    oversized.clone(),
+                    connect_timeout,
+                )?,
             },
         };
         let tls = match &target.tls {
@@ -200,21 +211,21 @@ impl Connection {
             Some(connection),
             None,
         );
+        // Owned by a `Connection` from the start: its `Drop` aborts fred's task whenever the
+        // connect ends early, by an error or by the poll's timeout dropping this future. A
+        // detached task whose handshake completed after the timeout would hold its client,
+        // relay and Redis connection for the life of the process.
         let connection_task = client.connect();
-        if let Err(error) = client.wait_for_connect().await {
-            connection_task.abort();
-            return Err(if oversized.load(Ordering::Relaxed) {
-                ClientError::ReplyTooLarge
-            } else {
-                ClientError::from_fred(&error)
-            });
-        }
-        Ok(Connection {
+        let connection = Connection {
             client,
             connection_task,
             info_form: InfoForm::MultiSection,
             oversized,
-        })
+        };
+        match connection.client.wait_for_connect().await {
+            Ok(()) => Ok(connection),
+            Err(error) => Err(connection.error(&error)),
+        }
     }
 
     /// Whether the connection is still open. A server that died since the last poll has
@@ -536,11 +547,14 @@ mod guard {
     }
 
     /// Starts a relay on a unix socket in a private folder and returns its path. The socket
-    /// file is removed as soon as the client has connected.
+    /// file is removed as soon as the client has connected. A client that has not connected
+    /// within `accept_within` (the connect's own bound) never will: the relay then closes,
+    /// and with it the connection to the target.
     pub fn relay_unix(
         upstream: Upstream,
         limit: usize,
         oversized: Arc<AtomicBool>,
+        accept_within: std::time::Duration,
     ) -> Result<PathBuf, ClientError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let io_err = |e: io::Error| ClientError::Io(format!("relay: {e}"));
@@ -550,8 +564,7 @@ mod guard {
         let listener = UnixListener::bind(&path).map_err(io_err)?;
         let socket_path = path.clone();
         tokio::spawn(async move {
-            let accepted =
-                tokio::time::timeout(std::time::Duration::from_secs(30), listener.accept()).await;
+            let accepted = tokio::time::timeout(accept_within, listener.accept()).await;
             // One client per relay: close the listening socket now, not with the connection.
             drop(listener);
             let _ = std::fs::remove_file(&socket_path);
@@ -567,13 +580,13 @@ mod guard {
         upstream: Upstream,
         limit: usize,
         oversized: Arc<AtomicBool>,
+        accept_within: std::time::Duration,
     ) -> Result<SocketAddr, ClientError> {
         let io_err = |e: io::Error| ClientError::Io(format!("relay: {e}"));
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(io_err)?;
         let address = listener.local_addr().map_err(io_err)?;
         tokio::spawn(async move {
-            let accepted =
-                tokio::time::timeout(std::time::Duration::from_secs(30), listener.accept()).await;
+            let accepted = tokio::time::timeout(accept_within, listener.accept()).await;
             drop(listener);
             if let Ok(Ok((client, _))) = accepted {
                 let _ = client.set_nodelay(true);

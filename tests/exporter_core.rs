@@ -962,3 +962,51 @@ fn replicas_that_leave_disappear_from_the_next_full_read() {
             .is_empty()
     });
 }
+
+/// `connected_clients` of `redis`, the asking `redis-cli` included.
+fn connected_clients(redis: &Redis) -> u64 {
+    let clients = redis.cli(&["INFO", "clients"]);
+    clients
+        .lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no connected_clients in:\n{clients}"))
+}
+
+#[test]
+fn connects_cut_short_by_the_poll_timeout_leave_no_connection_behind() {
+    let redis = Redis::start(RedisOptions::aof());
+    let targets: Vec<TargetSpec> = (0..200)
+        .map(|i| TargetSpec::new(redis.url(), format!("t{i:03}")))
+        .collect();
+    // A timeout far shorter than a connect: most connects are cut short, some of them after
+    // the client's handshake has already gone out.
+    let exporter = Exporter::start(&config_toml("500ms", "2ms", &targets));
+    exporter.wait_for(STATE_TIMEOUT, "connects time out", |body| {
+        targets
+            .iter()
+            .filter(|t| failures(body, &t.name, "timeout") >= 2.0)
+            .count()
+            >= 100
+    });
+
+    // A workable timeout: every target ends with exactly one connection, none left over
+    // from the cut-short connects.
+    std::fs::write(
+        exporter.config_path(),
+        config_toml("500ms", "400ms", &targets),
+    )
+    .expect("rewrite config");
+    exporter.signal("-HUP");
+    exporter.wait_for(STATE_TIMEOUT, "every target is up", |body| {
+        targets.iter().all(|t| up(body, &t.name) == Some(1.0))
+    });
+    let deadline = std::time::Instant::now() + STATE_TIMEOUT;
+    let mut clients = connected_clients(&redis);
+    while clients != 201 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        clients = connected_clients(&redis);
+    }
+    // 200 targets and this redis-cli.
+    assert_eq!(clients, 201, "connections held by Redis for 200 targets");
+}
