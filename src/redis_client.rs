@@ -462,7 +462,7 @@ mod guard {
     use std::sync::{Arc, OnceLock};
 
     use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+    use tokio::net::{lookup_host, TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream};
 
     use super::ClientError;
     use crate::config::Address;
@@ -483,20 +483,36 @@ mod guard {
         };
         match address {
             Address::Tcp { host, port, .. } => {
-                let stream = TcpStream::connect((host.as_str(), *port))
-                    .await
-                    .map_err(map)?;
-                let _ = stream.set_nodelay(true);
-                // Closing resets instead of lingering in TIME_WAIT: a connection we drop is
-                // finished with, and with `keep_connections = false` thousands of per-poll
-                // connections a minute would otherwise tie up the host's ephemeral ports.
-                let _ = stream.set_zero_linger();
-                Ok(Upstream::Tcp(stream))
+                let mut last_error = None;
+                for address in lookup_host((host.as_str(), *port)).await.map_err(map)? {
+                    match connect_resetting(address).await {
+                        Ok(stream) => return Ok(Upstream::Tcp(stream)),
+                        Err(e) => last_error = Some(e),
+                    }
+                }
+                Err(map(last_error.unwrap_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "no address for the host")
+                })))
             }
             Address::Unix { path } => Ok(Upstream::Unix(
                 UnixStream::connect(path).await.map_err(map)?,
             )),
         }
+    }
+
+    /// A TCP connection whose close resets instead of lingering in TIME_WAIT: a connection we
+    /// drop is finished with, and with `keep_connections = false` thousands of per-poll
+    /// connections a minute would otherwise tie up the host's ephemeral ports. Set before
+    /// connecting, so that a connect cut short by the poll timeout resets too.
+    async fn connect_resetting(address: SocketAddr) -> io::Result<TcpStream> {
+        let socket = if address.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_zero_linger()?;
+        socket.set_nodelay(true)?;
+        socket.connect(address).await
     }
 
     const DIR_PREFIX: &str = "redis-persistence-exporter-";
