@@ -249,6 +249,19 @@ impl TargetTemplate {
         }
     }
 
+    /// A validated target for `url`, with this template's settings and `labels` added. `key`
+    /// names it in errors.
+    pub fn build(
+        &self,
+        url: String,
+        name: Option<String>,
+        labels: BTreeMap<String, String>,
+        key: &str,
+        origin: TargetOrigin<'_>,
+    ) -> Result<Target, ConfigError> {
+        validate_target(self.target_config(url, name, labels), key, origin)
+    }
+
     /// A target entry for `url`, with this template's settings and `labels` added.
     pub fn target_config(
         &self,
@@ -708,11 +721,16 @@ impl FileConfig {
             rdb_max_age: self.rdb_max_age,
             config_command: self.config_command.clone(),
         };
+        let origin = TargetOrigin {
+            source_name,
+            base_dir,
+            defaults: &defaults,
+        };
         let mut names = BTreeSet::new();
         let mut targets = Vec::with_capacity(self.targets.len());
         for (index, target) in self.targets.into_iter().enumerate() {
             let prefix = format!("targets[{index}]");
-            let target = validate_target(target, &prefix, source_name, base_dir, &defaults)?;
+            let target = validate_target(target, &prefix, origin)?;
             if !names.insert(target.name.clone()) {
                 return Err(invalid(
                     &format!("{prefix}.name"),
@@ -760,13 +778,7 @@ impl FileConfig {
                 "at least one [[targets]] entry, a [[file_sd]], [[cluster]] or [[sentinel]] source, or an enabled [probe]".into(),
             ));
         }
-        crate::redis_discovery::validate_sources(
-            &self.cluster,
-            &self.sentinel,
-            source_name,
-            base_dir,
-            &defaults,
-        )?;
+        crate::redis_discovery::validate_sources(&self.cluster, &self.sentinel, origin)?;
         for (index, source) in self.file_sd.iter().enumerate() {
             // Zero would re-read every file in a busy loop.
             if source.refresh_interval.is_zero() {
@@ -827,14 +839,40 @@ pub struct TargetDefaults {
     pub config_command: String,
 }
 
+/// Where a target is configured: the name errors give for its source, the folder its
+/// relative paths are relative to, and the top-level settings it inherits.
+#[derive(Debug, Clone, Copy)]
+pub struct TargetOrigin<'a> {
+    /// "config.toml", "file_sd", "cluster c1", "probe": names the source in errors.
+    pub source_name: &'a str,
+    /// The config file's folder, for relative paths.
+    pub base_dir: Option<&'a Path>,
+    /// The top-level settings targets inherit.
+    pub defaults: &'a TargetDefaults,
+}
+
+impl Settings {
+    /// The origin of targets this config adds from `source_name` (a discovery source, probe).
+    pub fn origin<'a>(&'a self, source_name: &'a str) -> TargetOrigin<'a> {
+        TargetOrigin {
+            source_name,
+            base_dir: self.base_dir.as_deref(),
+            defaults: &self.defaults,
+        }
+    }
+}
+
 /// Validates one target. `key_prefix` (like `targets[3]`) prefixes the keys in errors.
 pub fn validate_target(
     target: TargetConfig,
     key_prefix: &str,
-    source_name: &str,
-    base_dir: Option<&Path>,
-    defaults: &TargetDefaults,
+    origin: TargetOrigin<'_>,
 ) -> Result<Target, ConfigError> {
+    let TargetOrigin {
+        source_name,
+        base_dir,
+        defaults,
+    } = origin;
     let invalid = |key: &str, expected: String| ConfigError::Invalid {
         source_name: source_name.to_owned(),
         key: key.to_owned(),
@@ -1007,16 +1045,16 @@ fn is_valid_label_name(name: &str) -> bool {
     first_ok && !name.starts_with("__") && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-struct ParsedUrl {
-    address: Address,
+pub(crate) struct ParsedUrl {
+    pub address: Address,
     /// The URL without credentials, used as the default name.
-    display: String,
-    username: Option<String>,
-    password: Option<String>,
+    pub display: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
 }
 
 /// Parses a target URL. The error never quotes the URL, which may hold a password.
-fn parse_url(raw: &str) -> Result<ParsedUrl, String> {
+pub(crate) fn parse_url(raw: &str) -> Result<ParsedUrl, String> {
     const EXPECTED: &str =
         "a URL like redis://host:6379, rediss://host:6380 or unix:///path/to/redis.sock";
     let url = url::Url::parse(raw).map_err(|e| format!("{EXPECTED} ({e})"))?;

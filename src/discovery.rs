@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 
-use crate::config::{validate_target, FileSdConfig, Settings, Target};
+use crate::config::{FileSdConfig, Settings, Target};
 
 /// One group of a `file_sd` file.
 #[derive(Debug, Deserialize)]
@@ -75,16 +75,12 @@ pub fn parse_file(
             // A `name` label names a single-target group only; with several targets each
             // gets its default name so names stay unique.
             let name = name.clone().filter(|_| group.targets.len() == 1);
-            let config =
-                source
-                    .defaults
-                    .target_config(source.defaults.url_for(entry), name, labels.clone());
-            match validate_target(
-                config,
+            match source.defaults.build(
+                source.defaults.url_for(entry),
+                name,
+                labels.clone(),
                 &prefix,
-                "file_sd",
-                settings.base_dir.as_deref(),
-                &settings.defaults,
+                settings.origin("file_sd"),
             ) {
                 Ok(target) => targets.push(target),
                 Err(error) => tracing::warn!(%error, "skipping a discovered target"),

@@ -66,6 +66,13 @@ impl From<&Settings> for Schedule {
 }
 
 impl Schedule {
+    /// Whether a read done every `every`, last at `last`, is due again. Half an interval of
+    /// slack: a poll that starts a little early must not put the read off by a whole
+    /// interval (with `every` equal to the poll interval, every poll reads).
+    fn due(&self, last: Option<Instant>, every: Duration) -> bool {
+        last.is_none_or(|at| at.elapsed() + self.interval / 2 >= every)
+    }
+
     /// The width of the start slots for this schedule's polls.
     fn start_slot(&self) -> Duration {
         if self.keep_connections {
@@ -133,13 +140,12 @@ impl Poller {
         let started = Instant::now();
         let config_due = target.config_command.is_some()
             && self
-                .config_read_at
-                .is_none_or(|at| at.elapsed() >= self.schedule.config_refresh);
-        // Half an interval of slack: a poll that starts a little early must not skip its
-        // full read (with siblings_refresh_interval = poll_interval every poll is full).
-        let scope = if self.siblings_read_at.is_none_or(|at| {
-            at.elapsed() + self.schedule.interval / 2 >= self.schedule.siblings_refresh
-        }) {
+                .schedule
+                .due(self.config_read_at, self.schedule.config_refresh);
+        let scope = if self
+            .schedule
+            .due(self.siblings_read_at, self.schedule.siblings_refresh)
+        {
             InfoScope::Full
         } else {
             InfoScope::Persistence
@@ -166,7 +172,7 @@ impl Poller {
                 if scope == InfoScope::Full {
                     self.siblings_read_at = Some(started);
                 }
-                self.record_success(reading, scope, took).await
+                self.record_success(reading, scope, started, took).await
             }
             Err(error) => {
                 lock(&self.cell).record_failure(error.reason(), took);
@@ -196,7 +202,13 @@ impl Poller {
         before.is_some_and(|before| before != seen)
     }
 
-    async fn record_success(&mut self, reading: Reading, scope: InfoScope, took: Duration) {
+    async fn record_success(
+        &mut self,
+        reading: Reading,
+        scope: InfoScope,
+        started: Instant,
+        took: Duration,
+    ) {
         let target = &self.target;
         if !reading.info.field_errors.is_empty() {
             tracing::debug!(target_name = %target.name, errors = ?reading.info.field_errors.iter().map(ToString::to_string).collect::<Vec<_>>(), "some INFO fields were unreadable and are left out");
@@ -222,7 +234,7 @@ impl Poller {
             let snapshot = Snapshot::new(info, SystemTime::now());
             state.record_success(snapshot, took);
             if let Some(config) = reading.config {
-                self.config_read_at = Some(Instant::now());
+                self.config_read_at = Some(started);
                 if config == ConfigStatus::Unavailable
                     && state.server_config != ConfigStatus::Unavailable
                 {

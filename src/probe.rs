@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::config::{validate_target, ProbeConfig, Settings, Target};
+use crate::config::{parse_url, Address, ProbeConfig, Settings, Target};
 use crate::poller::{Poller, Schedule};
 use crate::state::Store;
 
@@ -58,40 +58,36 @@ pub fn prepare(settings: &Settings, raw: &str) -> Result<Target, ProbeError> {
             "expected host:port or a redis:// URL of at most 256 characters".into(),
         ));
     }
-    let url_text = probe.defaults.url_for(raw);
-    let url = url::Url::parse(&url_text)
-        .map_err(|_| ProbeError::BadTarget("expected host:port or a redis:// URL".into()))?;
-    if !url.username().is_empty() || url.password().is_some() {
+    let url = parse_url(&probe.defaults.url_for(raw)).map_err(ProbeError::BadTarget)?;
+    if url.username.is_some() || url.password.is_some() {
         return Err(ProbeError::BadTarget(
             "credentials in a probed URL are not accepted; configure them in [probe.defaults]"
                 .into(),
         ));
     }
-    if !matches!(url.scheme(), "redis" | "rediss") {
+    if !matches!(url.address, Address::Tcp { .. }) {
         return Err(ProbeError::BadTarget(
             "expected a redis:// or rediss:// target".into(),
         ));
     }
-    let host = url.host_str().unwrap_or_default();
-    let normalized = format!("{}://{}:{}", url.scheme(), host, url.port().unwrap_or(6379));
+    // The allow-list matches the normalized form: scheme, host and port always present.
     if !probe
         .allowed_targets
         .iter()
-        .any(|p| wildcard_match(p, &normalized))
+        .any(|p| wildcard_match(p, &url.display))
     {
         return Err(ProbeError::NotAllowed);
     }
-    let config = probe
+    probe
         .defaults
-        .target_config(normalized, None, Default::default());
-    validate_target(
-        config,
-        "probe",
-        "probe",
-        settings.base_dir.as_deref(),
-        &settings.defaults,
-    )
-    .map_err(|e| ProbeError::BadTarget(e.to_string()))
+        .build(
+            url.display,
+            None,
+            Default::default(),
+            "probe",
+            settings.origin("probe"),
+        )
+        .map_err(|e| ProbeError::BadTarget(e.to_string()))
 }
 
 /// Polls `target` once and renders its series.

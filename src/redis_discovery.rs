@@ -10,7 +10,7 @@
 //! The reply parsers are pure functions, unit-tested on text captured from real servers.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -18,8 +18,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::{
-    validate_target, Address, ClusterSdConfig, ConfigError, SentinelSdConfig, Settings, Target,
-    TargetDefaults, TargetTemplate,
+    Address, ClusterSdConfig, ConfigError, SentinelSdConfig, Settings, Target, TargetDefaults,
+    TargetOrigin, TargetTemplate,
 };
 use crate::redis_client::{ClientError, Connection};
 
@@ -287,15 +287,22 @@ impl Context {
         }
     }
 
+    fn origin(&self) -> TargetOrigin<'_> {
+        TargetOrigin {
+            source_name: &self.source_name,
+            base_dir: self.base_dir.as_deref(),
+            defaults: &self.defaults,
+        }
+    }
+
     /// The target used to talk to a seed or a Sentinel.
     fn contact(&self, template: &TargetTemplate, entry: &str, key: &str) -> Option<Target> {
-        let config = template.target_config(template.url_for(entry), None, BTreeMap::new());
-        match validate_target(
-            config,
+        match template.build(
+            template.url_for(entry),
+            None,
+            BTreeMap::new(),
             key,
-            &self.source_name,
-            self.base_dir.as_deref(),
-            &self.defaults,
+            self.origin(),
         ) {
             Ok(target) => Some(target),
             Err(error) => {
@@ -327,17 +334,11 @@ impl Context {
                 ("role".to_owned(), member.role.label().to_owned()),
             ]);
             let url = format!("{scheme}://{}", member.address());
-            let config = template.target_config(url, Some(name.clone()), labels);
-            let target = validate_target(
-                config,
-                &name,
-                &self.source_name,
-                self.base_dir.as_deref(),
-                &self.defaults,
-            )
-            .map_err(|error| RefreshError {
-                attempts: vec![format!("{name}: {error}")],
-            })?;
+            let target = template
+                .build(url, Some(name.clone()), labels, &name, self.origin())
+                .map_err(|error| RefreshError {
+                    attempts: vec![format!("{name}: {error}")],
+                })?;
             targets.push(target);
         }
         Ok(targets)
@@ -361,12 +362,10 @@ fn node_scheme(template: &TargetTemplate, entries: &[String]) -> String {
 pub fn validate_sources(
     clusters: &[ClusterSdConfig],
     sentinels: &[SentinelSdConfig],
-    source_name: &str,
-    base_dir: Option<&Path>,
-    defaults: &TargetDefaults,
+    origin: TargetOrigin<'_>,
 ) -> Result<(), ConfigError> {
     let invalid = |key: String, expected: &str| ConfigError::Invalid {
-        source_name: source_name.to_owned(),
+        source_name: origin.source_name.to_owned(),
         key,
         expected: expected.to_owned(),
     };
@@ -387,13 +386,12 @@ pub fn validate_sources(
             ));
         }
         for (index, entry) in entries.iter().enumerate() {
-            let config = template.target_config(template.url_for(entry), None, BTreeMap::new());
-            validate_target(
-                config,
+            template.build(
+                template.url_for(entry),
+                None,
+                BTreeMap::new(),
                 &format!("{key}[{index}]"),
-                source_name,
-                base_dir,
-                defaults,
+                origin,
             )?;
         }
         Ok(())

@@ -5,15 +5,12 @@
 //! rename or forbid `CONFIG`; then the target says so through `redis_config_available 0` and
 //! everything else keeps working.
 
-use std::path::PathBuf;
-
 /// The keys read, in one `CONFIG GET` on Redis 7.0+ (one per key on older servers).
 pub const KEYS: &[&str] = &[
     "appendonly",
     "appendfsync",
     "auto-aof-rewrite-percentage",
     "auto-aof-rewrite-min-size",
-    "dir",
 ];
 
 /// The settings, each absent if the server did not return it or returned nonsense.
@@ -27,8 +24,6 @@ pub struct ServerConfig {
     pub aof_rewrite_percentage: Option<u64>,
     /// `auto-aof-rewrite-min-size` in bytes.
     pub aof_rewrite_min_size_bytes: Option<u64>,
-    /// `dir`, the working directory holding the AOF and RDB files.
-    pub dir: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -54,7 +49,6 @@ impl ServerConfig {
                 "auto-aof-rewrite-min-size" => {
                     config.aof_rewrite_min_size_bytes = value.parse().ok()
                 }
-                "dir" if !value.is_empty() && value.len() < 4096 => config.dir = Some(value.into()),
                 _ => {}
             }
         }
@@ -103,7 +97,6 @@ mod tests {
         assert_eq!(config.appendfsync, Some("everysec"));
         assert_eq!(config.aof_rewrite_percentage, Some(100));
         assert_eq!(config.aof_rewrite_min_size_bytes, Some(64 << 20));
-        assert_eq!(config.dir, Some(PathBuf::from("/var/lib/redis")));
     }
 
     #[test]
