@@ -5,8 +5,6 @@
 //! does not parse is recorded in [`Info::field_errors`] and is `None` too, without costing the
 //! other fields. Lines may end in CRLF (what Redis sends) or LF.
 
-use std::collections::BTreeMap;
-
 /// Why a reply could not be read as `INFO` at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
@@ -176,46 +174,106 @@ impl Info {
     }
 }
 
+/// Generates [`Field`]: one variant per INFO field this parser reads, with its name both ways.
+macro_rules! fields {
+    ($($variant:ident => $name:literal,)*) => {
+        /// The INFO fields this parser reads.
+        #[derive(Debug, Clone, Copy)]
+        enum Field {
+            $($variant,)*
+        }
+
+        impl Field {
+            const COUNT: usize = [$($name,)*].len();
+
+            fn name(self) -> &'static str {
+                match self {
+                    $(Field::$variant => $name,)*
+                }
+            }
+
+            fn from_name(name: &str) -> Option<Field> {
+                match name {
+                    $($name => Some(Field::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+fields! {
+    RedisVersion => "redis_version",
+    RunId => "run_id",
+    UptimeInSeconds => "uptime_in_seconds",
+    UsedMemory => "used_memory",
+    Maxmemory => "maxmemory",
+    MemFragmentationRatio => "mem_fragmentation_ratio",
+    Loading => "loading",
+    AofEnabled => "aof_enabled",
+    AofRewriteInProgress => "aof_rewrite_in_progress",
+    AofRewriteScheduled => "aof_rewrite_scheduled",
+    AofLastBgrewriteStatus => "aof_last_bgrewrite_status",
+    AofLastWriteStatus => "aof_last_write_status",
+    AofCurrentSize => "aof_current_size",
+    AofBaseSize => "aof_base_size",
+    AofLastCowSize => "aof_last_cow_size",
+    AofRewrites => "aof_rewrites",
+    AofRewritesConsecutiveFailures => "aof_rewrites_consecutive_failures",
+    AofLastRewriteTimeSec => "aof_last_rewrite_time_sec",
+    RdbLastBgsaveStatus => "rdb_last_bgsave_status",
+    RdbLastSaveTime => "rdb_last_save_time",
+    RdbChangesSinceLastSave => "rdb_changes_since_last_save",
+    RdbBgsaveInProgress => "rdb_bgsave_in_progress",
+    RdbLastBgsaveTimeSec => "rdb_last_bgsave_time_sec",
+    RdbLastCowSize => "rdb_last_cow_size",
+    RdbSaves => "rdb_saves",
+    TotalForks => "total_forks",
+    LatestForkUsec => "latest_fork_usec",
+    Role => "role",
+    ConnectedSlaves => "connected_slaves",
+}
+
+/// At most this many `slaveN:` lines are read; a server cannot make a reply cost more.
+const MAX_REPLICAS: usize = 64;
+
 /// Parses an `INFO` reply. Never panics, whatever the input.
 pub fn parse(text: &str) -> Result<Info, ParseError> {
-    let fields = split_fields(text);
-    if fields.is_empty() {
-        return Err(ParseError::NoFields);
-    }
+    let fields = split_fields(text).ok_or(ParseError::NoFields)?;
     let mut reader = Reader {
         fields: &fields,
         errors: Vec::new(),
     };
     let mut info = Info {
-        redis_version: reader.text("redis_version"),
-        run_id: reader.text("run_id"),
-        uptime_seconds: reader.get("uptime_in_seconds"),
-        used_memory_bytes: reader.get("used_memory"),
-        maxmemory_bytes: reader.get("maxmemory"),
-        mem_fragmentation_ratio: reader.get("mem_fragmentation_ratio"),
-        loading: reader.get("loading"),
-        aof_enabled: reader.get("aof_enabled"),
-        aof_rewrite_in_progress: reader.get("aof_rewrite_in_progress"),
-        aof_rewrite_scheduled: reader.get("aof_rewrite_scheduled"),
-        aof_last_bgrewrite_status: reader.get("aof_last_bgrewrite_status"),
-        aof_last_write_status: reader.get("aof_last_write_status"),
-        aof_current_size_bytes: reader.get("aof_current_size"),
-        aof_base_size_bytes: reader.get("aof_base_size"),
-        aof_last_cow_size_bytes: reader.get("aof_last_cow_size"),
-        aof_rewrites: reader.get("aof_rewrites"),
-        aof_rewrites_consecutive_failures: reader.get("aof_rewrites_consecutive_failures"),
-        aof_last_rewrite_duration_seconds: reader.duration("aof_last_rewrite_time_sec"),
-        rdb_last_bgsave_status: reader.get("rdb_last_bgsave_status"),
-        rdb_last_save_timestamp_seconds: reader.get("rdb_last_save_time"),
-        rdb_changes_since_last_save: reader.get("rdb_changes_since_last_save"),
-        rdb_bgsave_in_progress: reader.get("rdb_bgsave_in_progress"),
-        rdb_last_bgsave_duration_seconds: reader.duration("rdb_last_bgsave_time_sec"),
-        rdb_last_cow_size_bytes: reader.get("rdb_last_cow_size"),
-        rdb_saves: reader.get("rdb_saves"),
-        total_forks: reader.get("total_forks"),
-        latest_fork_usec: reader.get("latest_fork_usec"),
-        role: reader.text("role"),
-        connected_replicas: reader.get("connected_slaves"),
+        redis_version: reader.text(Field::RedisVersion),
+        run_id: reader.text(Field::RunId),
+        uptime_seconds: reader.get(Field::UptimeInSeconds),
+        used_memory_bytes: reader.get(Field::UsedMemory),
+        maxmemory_bytes: reader.get(Field::Maxmemory),
+        mem_fragmentation_ratio: reader.get(Field::MemFragmentationRatio),
+        loading: reader.get(Field::Loading),
+        aof_enabled: reader.get(Field::AofEnabled),
+        aof_rewrite_in_progress: reader.get(Field::AofRewriteInProgress),
+        aof_rewrite_scheduled: reader.get(Field::AofRewriteScheduled),
+        aof_last_bgrewrite_status: reader.get(Field::AofLastBgrewriteStatus),
+        aof_last_write_status: reader.get(Field::AofLastWriteStatus),
+        aof_current_size_bytes: reader.get(Field::AofCurrentSize),
+        aof_base_size_bytes: reader.get(Field::AofBaseSize),
+        aof_last_cow_size_bytes: reader.get(Field::AofLastCowSize),
+        aof_rewrites: reader.get(Field::AofRewrites),
+        aof_rewrites_consecutive_failures: reader.get(Field::AofRewritesConsecutiveFailures),
+        aof_last_rewrite_duration_seconds: reader.duration(Field::AofLastRewriteTimeSec),
+        rdb_last_bgsave_status: reader.get(Field::RdbLastBgsaveStatus),
+        rdb_last_save_timestamp_seconds: reader.get(Field::RdbLastSaveTime),
+        rdb_changes_since_last_save: reader.get(Field::RdbChangesSinceLastSave),
+        rdb_bgsave_in_progress: reader.get(Field::RdbBgsaveInProgress),
+        rdb_last_bgsave_duration_seconds: reader.duration(Field::RdbLastBgsaveTimeSec),
+        rdb_last_cow_size_bytes: reader.get(Field::RdbLastCowSize),
+        rdb_saves: reader.get(Field::RdbSaves),
+        total_forks: reader.get(Field::TotalForks),
+        latest_fork_usec: reader.get(Field::LatestForkUsec),
+        role: reader.text(Field::Role),
+        connected_replicas: reader.get(Field::ConnectedSlaves),
         replicas: Vec::new(),
         field_errors: Vec::new(),
     };
@@ -224,22 +282,50 @@ pub fn parse(text: &str) -> Result<Info, ParseError> {
     Ok(info)
 }
 
-/// Splits the reply into `field -> value`, skipping section headers, blank lines and lines
-/// without a colon. The first occurrence of a field wins.
-fn split_fields(text: &str) -> BTreeMap<&str, &str> {
-    let mut fields = BTreeMap::new();
+/// The raw values of one reply: the fields read, by [`Field`], and the `slaveN:` lines.
+struct Fields<'a> {
+    values: [Option<&'a str>; Field::COUNT],
+    /// `(N, line name, value)`, in reply order, at most [`MAX_REPLICAS`].
+    replicas: Vec<(u64, &'a str, &'a str)>,
+}
+
+/// Splits the reply into the fields read, skipping section headers, blank lines, lines
+/// without a colon and fields nobody reads. The first occurrence of a field wins. `None` when
+/// the reply has no `field:value` line at all.
+fn split_fields(text: &str) -> Option<Fields<'_>> {
+    let mut fields = Fields {
+        values: [None; Field::COUNT],
+        replicas: Vec::new(),
+    };
+    let mut any = false;
     for line in text.lines() {
         let line = line.strip_suffix('\r').unwrap_or(line);
-        if line.is_empty() || line.starts_with('#') {
+        if line.starts_with('#') {
             continue;
         }
-        if let Some((key, value)) = line.split_once(':') {
-            if !key.is_empty() {
-                fields.entry(key).or_insert(value);
+        // A byte loop: lines are short, and a colon is ASCII, so the split is on a boundary.
+        let Some(colon) = line.bytes().position(|b| b == b':') else {
+            continue;
+        };
+        let (key, value) = (&line[..colon], &line[colon + 1..]);
+        if key.is_empty() {
+            continue;
+        }
+        any = true;
+        if let Some(field) = Field::from_name(key) {
+            fields.values[field as usize].get_or_insert(value);
+        } else if let Some(index) = key.strip_prefix("slave") {
+            let is_index = !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit());
+            if is_index
+                && fields.replicas.len() < MAX_REPLICAS
+                && !fields.replicas.iter().any(|(_, seen, _)| *seen == key)
+            {
+                let n = index.parse::<u64>().unwrap_or(u64::MAX);
+                fields.replicas.push((n, key, value));
             }
         }
     }
-    fields
+    any.then_some(fields)
 }
 
 /// A value type an INFO field can hold.
@@ -285,17 +371,20 @@ impl FieldValue for OpStatus {
 }
 
 struct Reader<'a> {
-    fields: &'a BTreeMap<&'a str, &'a str>,
+    fields: &'a Fields<'a>,
     errors: Vec<FieldError>,
 }
 
 impl Reader<'_> {
-    fn get<T: FieldValue>(&mut self, field: &str) -> Option<T> {
-        let raw = self.fields.get(field)?;
-        let value = T::read(raw.trim());
+    fn raw(&self, field: Field) -> Option<&str> {
+        self.fields.values[field as usize].map(str::trim)
+    }
+
+    fn get<T: FieldValue>(&mut self, field: Field) -> Option<T> {
+        let value = T::read(self.raw(field)?);
         if value.is_none() {
             self.errors.push(FieldError {
-                field: field.to_owned(),
+                field: field.name().to_owned(),
                 expected: T::EXPECTED,
             });
         }
@@ -303,12 +392,12 @@ impl Reader<'_> {
     }
 
     /// Free text, bounded so that a hostile server cannot make us keep megabytes per target.
-    fn text(&mut self, field: &str) -> Option<String> {
+    fn text(&mut self, field: Field) -> Option<String> {
         const MAX_TEXT: usize = 128;
-        let raw = self.fields.get(field)?.trim();
+        let raw = self.raw(field)?;
         if raw.is_empty() || raw.len() > MAX_TEXT || raw.chars().any(char::is_control) {
             self.errors.push(FieldError {
-                field: field.to_owned(),
+                field: field.name().to_owned(),
                 expected: "short printable text",
             });
             return None;
@@ -317,8 +406,8 @@ impl Reader<'_> {
     }
 
     /// Redis writes `-1` for "no such operation yet": that is absence, not a duration.
-    fn duration(&mut self, field: &str) -> Option<u64> {
-        if self.fields.get(field).map(|raw| raw.trim()) == Some("-1") {
+    fn duration(&mut self, field: Field) -> Option<u64> {
+        if self.raw(field) == Some("-1") {
             return None;
         }
         self.get(field)
@@ -326,22 +415,12 @@ impl Reader<'_> {
 
     /// `slaveN:ip=…,port=…,state=…,offset=…,lag=…` lines, in N order.
     fn replicas(&mut self) -> Vec<Replica> {
-        const MAX_REPLICAS: usize = 64;
-        let mut replicas = Vec::new();
-        for (key, value) in self.fields.iter() {
-            let Some(index) = key.strip_prefix("slave") else {
-                continue;
-            };
-            if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
-                continue;
-            }
-            if replicas.len() == MAX_REPLICAS {
-                break;
-            }
+        let mut replicas = Vec::with_capacity(self.fields.replicas.len());
+        for &(index, key, value) in &self.fields.replicas {
             match parse_replica(value) {
-                Some(replica) => replicas.push((index.parse::<u64>().unwrap_or(u64::MAX), replica)),
+                Some(replica) => replicas.push((index, replica)),
                 None => self.errors.push(FieldError {
-                    field: (*key).to_owned(),
+                    field: key.to_owned(),
                     expected: "ip=…,port=…,state=… replica attributes",
                 }),
             }
