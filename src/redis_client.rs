@@ -12,12 +12,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use fred::bytes_utils::Str;
 use fred::clients::Client;
 use fred::interfaces::ClientLike;
 use fred::types::config::{
     Config, ConnectionConfig, PerformanceConfig, Server, ServerConfig, TlsConnector,
 };
-use fred::types::{ClusterHash, CustomCommand};
+use fred::types::{ClusterHash, CustomCommand, Value};
 
 use crate::config::{Address, Target};
 
@@ -255,18 +256,20 @@ impl Connection {
     pub async fn config_get(
         &self,
         command: &str,
-        keys: &[&str],
+        keys: &[&'static str],
     ) -> Result<Vec<(String, String)>, ClientError> {
         let mut args = Vec::with_capacity(keys.len() + 1);
         args.push("GET");
         args.extend_from_slice(keys);
-        let reply: Vec<String> = self.custom(command_named(command), &args).await?;
+        let reply: Vec<String> = self
+            .custom(command_named(command), static_args(&args))
+            .await?;
         Ok(pairs(reply))
     }
 
     /// Any command whose reply is one string, e.g. `CLUSTER NODES`. For discovery.
     pub async fn text_command(&self, name: &str, args: &[&str]) -> Result<String, ClientError> {
-        self.custom(command_named(name), args).await
+        self.custom(command_named(name), owned_args(args)).await
     }
 
     /// Any command whose reply is a list of flat field/value lists, e.g. `SENTINEL MASTERS`
@@ -276,25 +279,29 @@ impl Connection {
         name: &str,
         args: &[&str],
     ) -> Result<Vec<Vec<(String, String)>>, ClientError> {
-        let rows: Vec<Vec<String>> = self.custom(command_named(name), args).await?;
+        let rows: Vec<Vec<String>> = self.custom(command_named(name), owned_args(args)).await?;
         Ok(rows.into_iter().map(pairs).collect())
     }
 
-    async fn command(&self, name: &'static str, args: &[&str]) -> Result<String, ClientError> {
+    async fn command(
+        &self,
+        name: &'static str,
+        args: &[&'static str],
+    ) -> Result<String, ClientError> {
         self.custom(
             CustomCommand::new_static(name, ClusterHash::FirstKey, false),
-            args,
+            static_args(args),
         )
         .await
     }
 
-    /// The one place a command is sent.
+    /// The one place a command is sent. Arguments known at compile time are passed without
+    /// a copy ([`static_args`]); the poll path sends only those.
     async fn custom<R: fred::types::FromValue>(
         &self,
         command: CustomCommand,
-        args: &[&str],
+        args: Vec<Value>,
     ) -> Result<R, ClientError> {
-        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         self.client
             .custom(command, args)
             .await
@@ -308,6 +315,18 @@ impl Connection {
             ClientError::from_fred(error)
         }
     }
+}
+
+/// Arguments that live for the whole program, passed to fred without copying them.
+fn static_args(args: &[&'static str]) -> Vec<Value> {
+    args.iter()
+        .map(|arg| Value::String(Str::from_static(arg)))
+        .collect()
+}
+
+/// Arguments known only at run time (discovery's master names).
+fn owned_args(args: &[&str]) -> Vec<Value> {
+    args.iter().map(|arg| Value::from(*arg)).collect()
 }
 
 /// A command whose name is only known at run time (renamed CONFIG, discovery commands).
@@ -612,39 +631,57 @@ mod guard {
         Ok(address)
     }
 
-    async fn pump<C>(client: C, upstream: Upstream, limit: usize, oversized: Arc<AtomicBool>)
-    where
-        C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+    /// A stream split into a read and a write half borrowed from it: no lock between the
+    /// halves, unlike `tokio::io::split`.
+    trait Halves {
+        fn halves(&mut self) -> (impl AsyncRead + Unpin + '_, impl AsyncWrite + Unpin + '_);
+    }
+
+    impl Halves for TcpStream {
+        fn halves(&mut self) -> (impl AsyncRead + Unpin + '_, impl AsyncWrite + Unpin + '_) {
+            self.split()
+        }
+    }
+
+    impl Halves for UnixStream {
+        fn halves(&mut self) -> (impl AsyncRead + Unpin + '_, impl AsyncWrite + Unpin + '_) {
+            self.split()
+        }
+    }
+
+    /// Relays until either side ends; both sockets close when this returns.
+    async fn pump<C: Halves>(
+        mut client: C,
+        upstream: Upstream,
+        limit: usize,
+        oversized: Arc<AtomicBool>,
+    ) {
         match upstream {
-            Upstream::Tcp(s) => pump_pair(client, s, limit, oversized).await,
-            Upstream::Unix(s) => pump_pair(client, s, limit, oversized).await,
+            Upstream::Tcp(mut s) => pump_pair(client.halves(), s.halves(), limit, oversized).await,
+            Upstream::Unix(mut s) => pump_pair(client.halves(), s.halves(), limit, oversized).await,
         }
     }
 
     /// Copies both ways. Every request from the client restores the reply budget; the
     /// server may send at most `limit` bytes between two requests, or both sides close.
-    async fn pump_pair<C, U>(client: C, upstream: U, limit: usize, oversized: Arc<AtomicBool>)
-    where
-        C: AsyncRead + AsyncWrite + Unpin,
-        U: AsyncRead + AsyncWrite + Unpin,
-    {
-        let budget = Arc::new(AtomicUsize::new(limit));
-        let (mut client_read, mut client_write) = tokio::io::split(client);
-        let (mut upstream_read, mut upstream_write) = tokio::io::split(upstream);
-        let requests = {
-            let budget = budget.clone();
-            async move {
-                let mut buffer = [0u8; 512];
-                loop {
-                    let n = client_read.read(&mut buffer).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    budget.store(limit, Ordering::Relaxed);
-                    if upstream_write.write_all(&buffer[..n]).await.is_err() {
-                        return;
-                    }
+    async fn pump_pair(
+        (mut client_read, mut client_write): (impl AsyncRead + Unpin, impl AsyncWrite + Unpin),
+        (mut upstream_read, mut upstream_write): (impl AsyncRead + Unpin, impl AsyncWrite + Unpin),
+        limit: usize,
+        oversized: Arc<AtomicBool>,
+    ) {
+        // Both directions run in this one task: the budget needs no Arc.
+        let budget = &AtomicUsize::new(limit);
+        let requests = async move {
+            let mut buffer = [0u8; 512];
+            loop {
+                let n = client_read.read(&mut buffer).await.unwrap_or(0);
+                if n == 0 {
+                    return;
+                }
+                budget.store(limit, Ordering::Relaxed);
+                if upstream_write.write_all(&buffer[..n]).await.is_err() {
+                    return;
                 }
             }
         };
@@ -666,7 +703,7 @@ mod guard {
                 }
             }
         };
-        // Whichever direction ends first ends both: dropping the halves closes the sockets.
+        // Whichever direction ends first ends both; the sockets close when `pump` returns.
         tokio::select! {
             _ = requests => {}
             _ = replies => {}
