@@ -133,6 +133,17 @@ enum InfoForm {
     Default,
 }
 
+/// A text reply, read where the client received it rather than copied out.
+pub struct Reply(Str);
+
+impl std::ops::Deref for Reply {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// An open connection to one target.
 pub struct Connection {
     client: Client,
@@ -239,7 +250,7 @@ impl Connection {
     /// (the cheapest reply, for most polls); `Full` adds the sibling sections, and falls back
     /// to plain `INFO` once if the server rejects several sections, remembered for this
     /// connection.
-    pub async fn info(&mut self, scope: InfoScope) -> Result<String, ClientError> {
+    pub async fn info(&mut self, scope: InfoScope) -> Result<Reply, ClientError> {
         if scope == InfoScope::Persistence {
             return self.command("INFO", &["persistence"]).await;
         }
@@ -287,12 +298,13 @@ impl Connection {
         &self,
         name: &'static str,
         args: &[&'static str],
-    ) -> Result<String, ClientError> {
+    ) -> Result<Reply, ClientError> {
         self.custom(
             CustomCommand::new_static(name, ClusterHash::FirstKey, false),
             static_args(args),
         )
         .await
+        .map(Reply)
     }
 
     /// The one place a command is sent. Arguments known at compile time are passed without
