@@ -343,7 +343,7 @@ pub struct TargetConfig {
     pub tls_server_name: Option<String>,
     /// `rediss://` only: skip verifying the server's certificate. Encrypts but does not
     /// authenticate the server, so a man in the middle could read the password; logged as a
-    /// warning at every (re)load. Default false.
+    /// warning whenever the target starts being polled with it. Default false.
     #[serde(default)]
     pub tls_insecure_skip_verify: bool,
 }

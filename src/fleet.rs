@@ -85,11 +85,6 @@ impl Fleet {
             changes.removed += 1;
         }
 
-        for target in wanted.values() {
-            if target.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
-                tracing::warn!(target_name = %target.name, "tls_insecure_skip_verify is on: the server's certificate is NOT verified; anyone in the path can impersonate it and read the password");
-            }
-        }
         for (name, target) in wanted {
             let existing = self.running.get(name);
             let cell = match existing {
@@ -112,6 +107,12 @@ impl Fleet {
                     None
                 }
             };
+            // Once per target as its settings take effect, not on every discovery change.
+            if existing.is_none_or(|running| *running.target != *target)
+                && target.tls.as_ref().is_some_and(|t| t.insecure_skip_verify)
+            {
+                tracing::warn!(target_name = %target.name, "tls_insecure_skip_verify is on: the server's certificate is NOT verified; anyone in the path can impersonate it and read the password");
+            }
             let target = Arc::new(target.clone());
             let cell = cell.unwrap_or_else(|| self.store.insert(target.clone()));
             let task = tokio::spawn(poller::run(target.clone(), cell, schedule));
