@@ -37,7 +37,7 @@ const ENV_PREFIX: &str = "REDIS_PERSISTENCE_EXPORTER_";
 /// How often [`wait_until`] re-checks its condition.
 const POLL_EVERY: Duration = Duration::from_millis(50);
 /// How long a process gets to start listening.
-const START_TIMEOUT: Duration = Duration::from_secs(15);
+const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Attempts at starting on a fresh port after losing a port race.
 const START_ATTEMPTS: usize = 5;
 
@@ -48,6 +48,148 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("bind 127.0.0.1:0")
         .port()
+}
+
+/// A child process whose stdout and stderr go to `log`. Killed (`SIGKILL`) and reaped on
+/// drop, also while a failing test unwinds.
+pub struct Proc {
+    name: &'static str,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `command` with stdin closed and its output in `log`.
+    pub fn spawn(name: &'static str, mut command: Command, log: PathBuf) -> Proc {
+        let out = fs::File::create(&log).expect("create log file");
+        let err = out.try_clone().expect("clone log file");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            name,
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// Polls `ready` until it holds. The process exiting first, or [`START_TIMEOUT`] passing
+    /// (the process is then killed), is an error with the end of its output.
+    pub fn await_ready(&mut self, mut ready: impl FnMut(&Proc) -> bool) -> Result<(), String> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if ready(self) {
+                return Ok(());
+            }
+            if let Some(status) = self.exited() {
+                return Err(format!(
+                    "{} exited with {status}:\n{}",
+                    self.name,
+                    self.log_tail(20)
+                ));
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                return Err(format!(
+                    "{} not ready in {START_TIMEOUT:?}:\n{}",
+                    self.name,
+                    self.log_tail(20)
+                ));
+            }
+            std::thread::sleep(POLL_EVERY);
+        }
+    }
+
+    /// The process id. Panics once the process was killed.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} is not running", self.name))
+            .id()
+    }
+
+    /// `Some(description)` once the process has exited.
+    pub fn exited(&mut self) -> Option<String> {
+        let child = self.child.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            Ok(None) => None,
+            Err(e) => Some(format!("unknown ({e})")),
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit and returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut status = None;
+        poll_until(timeout, || {
+            status = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            status.is_some()
+        });
+        status
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// Everything the process wrote so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last `lines` lines the process wrote.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// `SIGKILL`, then reap. Nothing if it is no longer running.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts `make(port)` on a free loopback port until `ready(port, process)` holds, retrying
+/// on a fresh port when the process exits early (typically: the port was taken) or never
+/// becomes ready.
+pub fn start_on_free_port(
+    name: &'static str,
+    log: &Path,
+    make: impl Fn(u16) -> Command,
+    ready: impl Fn(u16, &Proc) -> bool,
+) -> (Proc, u16) {
+    let mut failures = Vec::new();
+    for _ in 0..START_ATTEMPTS {
+        let port = free_port();
+        let mut proc = Proc::spawn(name, make(port), log.to_path_buf());
+        match proc.await_ready(|proc| ready(port, proc)) {
+            Ok(()) => return (proc, port),
+            Err(error) => failures.push(format!("port {port}: {error}")),
+        }
+    }
+    panic!(
+        "{name} did not start after {START_ATTEMPTS} attempts:\n{}",
+        failures.join("\n---\n")
+    );
 }
 
 /// Polls `condition` every 50 ms until it holds (`true`) or `timeout` passes (`false`).
@@ -207,7 +349,8 @@ pub struct Redis {
     options: RedisOptions,
     /// TCP port, or `None` for a unix-socket-only server.
     port: Option<u16>,
-    child: Option<Child>,
+    /// `None` while killed.
+    proc: Option<Proc>,
 }
 
 impl Redis {
@@ -221,7 +364,7 @@ impl Redis {
             dir,
             port: None,
             options,
-            child: None,
+            proc: None,
         };
         let mut last_error = String::new();
         for _ in 0..START_ATTEMPTS {
@@ -271,38 +414,12 @@ impl Redis {
                 .arg("--unixsocketperm")
                 .arg("700");
         }
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot run {REDIS_SERVER}: {e}"))?;
-        self.child = Some(child);
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if self.cli(&["PING"]) == "PONG" {
-                return Ok(());
-            }
-            let exited = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            if let Some(status) = exited {
-                self.child = None;
-                return Err(format!(
-                    "redis-server exited with {status}; log:\n{}",
-                    self.log()
-                ));
-            }
-            if Instant::now() >= deadline {
-                self.kill();
-                return Err(format!(
-                    "redis-server did not answer PING; log:\n{}",
-                    self.log()
-                ));
-            }
-            std::thread::sleep(POLL_EVERY);
-        }
+        // Its own log goes to `--logfile`; stdout and stderr only ever hold start-up errors.
+        let mut proc = Proc::spawn("redis-server", command, self.dir.path().join("redis.out"));
+        proc.await_ready(|_| self.cli(&["PING"]) == "PONG")
+            .map_err(|error| format!("{error}\nlog:\n{}", self.log()))?;
+        self.proc = Some(proc);
+        Ok(())
     }
 
     /// The TCP port. Panics for a unix-socket server.
@@ -330,10 +447,10 @@ impl Redis {
 
     /// The server's pid. Panics if it is not running.
     pub fn pid(&self) -> u32 {
-        self.child
+        self.proc
             .as_ref()
             .expect("redis-server is not running")
-            .id()
+            .pid()
     }
 
     /// Live children of the server: the rewrite or BGSAVE child while one runs.
@@ -379,15 +496,12 @@ impl Redis {
     /// Kills the server with `SIGKILL` and reaps it. Its port and dir are kept for
     /// [`Redis::restart`].
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.proc = None;
     }
 
     /// Starts the server again on the same port (or socket) and dir, after [`Redis::kill`].
     pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "restart() needs kill() first");
+        assert!(self.proc.is_none(), "restart() needs kill() first");
         let mut last_error = String::new();
         // The port was ours until the kill; a retry covers a slow socket release.
         for _ in 0..START_ATTEMPTS {
@@ -567,7 +681,7 @@ pub fn run_check(args: &[&str]) -> CheckRun {
 /// A running exporter with a generated config. Dropping it kills it.
 pub struct Exporter {
     dir: TempDir,
-    child: Option<Child>,
+    proc: Proc,
     port: u16,
 }
 
@@ -575,71 +689,37 @@ impl Exporter {
     /// Writes `config` to a temp dir, starts the exporter on a free loopback port with
     /// `--log.level debug`, and waits until `/metrics` answers.
     pub fn start(config: &str) -> Exporter {
+        Self::start_logging_at(config, Some("debug"))
+    }
+
+    /// [`Exporter::start`] with `--log.level level`, or the exporter's default level.
+    pub fn start_logging_at(config: &str, level: Option<&str>) -> Exporter {
         let dir = tempfile::Builder::new()
             .prefix("rpe-exporter-")
             .tempdir()
             .expect("temp dir");
-        fs::write(dir.path().join("config.toml"), config).expect("write config");
-        let mut exporter = Exporter {
-            dir,
-            child: None,
-            port: 0,
-        };
-        let mut last_error = String::new();
-        for _ in 0..START_ATTEMPTS {
-            exporter.port = free_port();
-            match exporter.spawn() {
-                Ok(()) => return exporter,
-                Err(error) => last_error = error,
-            }
-        }
-        panic!("the exporter did not start after {START_ATTEMPTS} attempts: {last_error}");
-    }
-
-    fn spawn(&mut self) -> Result<(), String> {
-        let stderr = fs::File::create(self.log_path()).expect("create log file");
-        let child = exporter_command([
-            "--config".as_ref(),
-            self.config_path().as_os_str(),
-            "--web.listen-address".as_ref(),
-            format!("127.0.0.1:{}", self.port).as_ref(),
-            "--log.level".as_ref(),
-            "debug".as_ref(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .map_err(|e| format!("cannot run {EXPORTER}: {e}"))?;
-        self.child = Some(child);
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if try_scrape(self.port).is_ok() {
-                return Ok(());
-            }
-            let exited = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            if let Some(status) = exited {
-                self.child = None;
-                return Err(format!(
-                    "the exporter exited with {status}; log:\n{}",
-                    self.log()
-                ));
-            }
-            if Instant::now() >= deadline {
-                self.kill();
-                return Err(format!("/metrics did not answer; log:\n{}", self.log()));
-            }
-            std::thread::sleep(POLL_EVERY);
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let config_path = dir.path().join("config.toml");
+        fs::write(&config_path, config).expect("write config");
+        let (proc, port) = start_on_free_port(
+            "redis-persistence-exporter",
+            &dir.path().join("exporter.log"),
+            |port| {
+                let mut args = vec![
+                    "--config".to_owned(),
+                    config_path.display().to_string(),
+                    "--web.listen-address".to_owned(),
+                    format!("127.0.0.1:{port}"),
+                ];
+                if let Some(level) = level {
+                    args.extend(["--log.level".to_owned(), level.to_owned()]);
+                }
+                exporter_command(args)
+            },
+            // Its own log saying it listens proves the answer comes from this process and not
+            // from whoever else may hold the port.
+            |port, proc| proc.log().contains("serving /metrics") && try_scrape(port).is_ok(),
+        );
+        Exporter { dir, proc, port }
     }
 
     /// The generated config file.
@@ -647,13 +727,9 @@ impl Exporter {
         self.dir.path().join("config.toml")
     }
 
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("exporter.log")
-    }
-
-    /// The exporter's stderr so far.
+    /// The exporter's output so far.
     pub fn log(&self) -> String {
-        fs::read_to_string(self.log_path()).unwrap_or_default()
+        self.proc.log()
     }
 
     /// The port `/metrics` is served on.
@@ -663,10 +739,7 @@ impl Exporter {
 
     /// The exporter's process id.
     pub fn pid(&self) -> u32 {
-        self.child
-            .as_ref()
-            .map(Child::id)
-            .expect("exporter running")
+        self.proc.pid()
     }
 
     /// Sends a signal (`-HUP`, `-TERM`, …) with the `kill` command.
@@ -680,27 +753,12 @@ impl Exporter {
 
     /// Waits up to `timeout` for the process to exit and returns its status.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(POLL_EVERY);
-        }
+        self.proc.wait_exit(timeout)
     }
 
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+        self.proc.is_running()
     }
 
     /// The body of `/metrics`. Panics (with the log) if the scrape fails.
@@ -742,9 +800,7 @@ impl Exporter {
 
     /// The last `lines` lines of the exporter's log: what matters, since it logs at debug.
     pub fn log_tail(&self, lines: usize) -> String {
-        let log = self.log();
-        let tail: Vec<&str> = log.lines().rev().take(lines).collect();
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        self.proc.log_tail(lines)
     }
 
     fn diagnostics(&self, last: &str, last_error: &str) -> String {
@@ -757,7 +813,8 @@ impl Exporter {
 
 impl Drop for Exporter {
     fn drop(&mut self) {
-        self.kill();
+        // Before the temp dir (the first field) goes.
+        self.proc.kill();
     }
 }
 

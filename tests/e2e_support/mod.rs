@@ -15,22 +15,22 @@
 use std::cell::RefCell;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::common::{
-    child_pids, exporter_command, free_port, redis_cli, ALERTMANAGER, PROMETHEUS, REDIS_SERVER,
+    child_pids, exporter_command, redis_cli, start_on_free_port, Proc, ALERTMANAGER, PROMETHEUS,
+    REDIS_SERVER,
 };
 
 /// How often a condition is re-checked.
 pub const POLL_EVERY: Duration = Duration::from_millis(250);
 /// The longest any single condition may take.
 pub const CONDITION_TIMEOUT: Duration = Duration::from_secs(90);
-/// How long a process gets to become ready.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Attempts at restarting a server on its own port.
 const START_ATTEMPTS: usize = 5;
 
 /// The repository root.
@@ -64,106 +64,6 @@ pub fn wait_for<T>(
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// A child process whose stdout and stderr go to `log`. Killed and reaped on drop.
-pub struct Proc {
-    name: &'static str,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &'static str, mut command: Command, log: PathBuf) -> Proc {
-        let out = fs::File::create(&log).expect("create log file");
-        let err = out.try_clone().expect("clone log file");
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Proc {
-            name,
-            child: Some(child),
-            log,
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child
-            .as_ref()
-            .unwrap_or_else(|| panic!("{} is not running", self.name))
-            .id()
-    }
-
-    /// `Some(description)` once the process has exited.
-    fn exited(&mut self) -> Option<String> {
-        let child = self.child.as_mut()?;
-        match child.try_wait() {
-            Ok(Some(status)) => Some(status.to_string()),
-            Ok(None) => None,
-            Err(e) => Some(format!("unknown ({e})")),
-        }
-    }
-
-    pub fn log_tail(&self, lines: usize) -> String {
-        tail(&fs::read_to_string(&self.log).unwrap_or_default(), lines)
-    }
-
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Starts `make(port)` on a free port until `ready(port)` holds, retrying on a fresh port when
-/// the process exits early (typically: the port was taken) or never becomes ready.
-fn start_on_free_port(
-    name: &'static str,
-    log: &Path,
-    make: impl Fn(u16) -> Command,
-    ready: impl Fn(u16) -> bool,
-) -> (Proc, u16) {
-    let mut failures = Vec::new();
-    for _ in 0..START_ATTEMPTS {
-        let port = free_port();
-        let mut proc = Proc::spawn(name, make(port), log.to_path_buf());
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if ready(port) {
-                return (proc, port);
-            }
-            if let Some(status) = proc.exited() {
-                failures.push(format!(
-                    "port {port}: exited with {status}:\n{}",
-                    proc.log_tail(20)
-                ));
-                break;
-            }
-            if Instant::now() >= deadline {
-                failures.push(format!(
-                    "port {port}: not ready in {START_TIMEOUT:?}:\n{}",
-                    proc.log_tail(20)
-                ));
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        proc.kill();
-    }
-    panic!(
-        "{name} did not start after {START_ATTEMPTS} attempts:\n{}",
-        failures.join("\n---\n")
-    );
 }
 
 // --- HTTP -----------------------------------------------------------------------------------
@@ -219,7 +119,7 @@ impl Redis {
             "redis-server",
             &dir.path().join("redis.out"),
             |port| redis_command(dir.path(), port),
-            |port| redis_cli(port, &["PING"]) == "PONG",
+            |port, _| redis_cli(port, &["PING"]) == "PONG",
         );
         Redis {
             dir,
@@ -300,15 +200,13 @@ impl Redis {
                 redis_command(self.dir.path(), self.port),
                 self.dir.path().join("redis.out"),
             );
-            let deadline = Instant::now() + START_TIMEOUT;
-            while Instant::now() < deadline && proc.exited().is_none() {
-                if self.cli(&["PING"]) == "PONG" {
+            match proc.await_ready(|_| self.cli(&["PING"]) == "PONG") {
+                Ok(()) => {
                     *self.proc.borrow_mut() = Some(proc);
                     return;
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                Err(error) => last = format!("{error}\n{}", self.log_tail(20)),
             }
-            last = format!("{}\n{}", proc.log_tail(20), self.log_tail(20));
             proc.kill();
             // The old socket may take a moment to be released.
             std::thread::sleep(Duration::from_millis(500));
@@ -383,7 +281,7 @@ impl Exporter {
                     format!("127.0.0.1:{port}").as_ref(),
                 ])
             },
-            |port| is_ready(&format!("http://127.0.0.1:{port}/metrics")),
+            |port, _| is_ready(&format!("http://127.0.0.1:{port}/metrics")),
         );
         Exporter {
             _dir: dir,
@@ -449,7 +347,7 @@ impl Alertmanager {
                     .arg("--cluster.listen-address=");
                 command
             },
-            |port| is_ready(&format!("http://127.0.0.1:{port}/-/ready")),
+            |port, _| is_ready(&format!("http://127.0.0.1:{port}/-/ready")),
         );
         Alertmanager {
             _dir: dir,
@@ -546,7 +444,7 @@ scrape_configs:
                     .arg(format!("--web.listen-address=127.0.0.1:{port}"));
                 command
             },
-            |port| is_ready(&format!("http://127.0.0.1:{port}/-/ready")),
+            |port, _| is_ready(&format!("http://127.0.0.1:{port}/-/ready")),
         );
         Prometheus {
             _dir: dir,

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::common::{exporter_command, free_port, poll_until, toml_string, EXPORTER, REDIS_SERVER};
+use crate::common::{free_port, poll_until, toml_string, REDIS_SERVER};
 
 const POLL_EVERY: Duration = Duration::from_millis(50);
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -837,12 +837,9 @@ pub fn config_toml(targets: &[Target]) -> String {
     out
 }
 
-/// A running exporter. Dropping it kills it.
-pub struct Exporter {
-    dir: TempDir,
-    child: Option<Child>,
-    port: u16,
-}
+/// A running exporter at its default log level, read as parsed [`Metrics`]. Dropping it
+/// kills it.
+pub struct Exporter(crate::common::Exporter);
 
 impl Exporter {
     /// Writes the config for `targets` and starts the exporter on a free port.
@@ -852,91 +849,27 @@ impl Exporter {
 
     /// Starts the exporter with a config text, waiting until `/metrics` answers.
     pub fn start_with(config: &str) -> Exporter {
-        let dir = tempfile::Builder::new()
-            .prefix("rpe-fault-exporter-")
-            .tempdir()
-            .expect("temp dir");
-        fs::write(dir.path().join("config.toml"), config).expect("write config");
-        let mut exporter = Exporter {
-            dir,
-            child: None,
-            port: 0,
-        };
-        let mut last_error = String::new();
-        for _ in 0..START_ATTEMPTS {
-            exporter.port = free_port();
-            match exporter.spawn() {
-                Ok(()) => return exporter,
-                Err(error) => last_error = error,
-            }
-        }
-        panic!("the exporter did not start: {last_error}");
-    }
-
-    fn spawn(&mut self) -> Result<(), String> {
-        let log = fs::File::create(self.log_path()).expect("log file");
-        let child = exporter_command([
-            "--config".to_owned(),
-            self.config_path().display().to_string(),
-            "--web.listen-address".to_owned(),
-            format!("127.0.0.1:{}", self.port),
-        ])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("cannot run {EXPORTER}: {e}"))?;
-        self.child = Some(child);
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            // Our own log saying it listens proves the answer comes from this process and
-            // not from whoever else may hold the port.
-            if self.log().contains("serving /metrics") && http_get(self.port, "/metrics").is_ok() {
-                return Ok(());
-            }
-            let exited = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            if let Some(status) = exited {
-                self.child = None;
-                return Err(format!(
-                    "the exporter exited with {status}; log:\n{}",
-                    self.log()
-                ));
-            }
-            if Instant::now() >= deadline {
-                if let Some(mut c) = self.child.take() {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                }
-                return Err(format!("/metrics did not answer; log:\n{}", self.log()));
-            }
-            std::thread::sleep(POLL_EVERY);
-        }
+        Exporter(crate::common::Exporter::start_logging_at(config, None))
     }
 
     /// The config file.
     pub fn config_path(&self) -> PathBuf {
-        self.dir.path().join("config.toml")
+        self.0.config_path()
     }
 
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("exporter.log")
-    }
-
-    /// The exporter's stderr so far.
+    /// The exporter's output so far.
     pub fn log(&self) -> String {
-        fs::read_to_string(self.log_path()).unwrap_or_default()
+        self.0.log()
     }
 
     /// The HTTP port.
     pub fn port(&self) -> u16 {
-        self.port
+        self.0.port()
     }
 
     /// `/metrics`, parsed. Panics with the log if the scrape fails.
     pub fn metrics(&self) -> Metrics {
-        match http_get(self.port, "/metrics") {
+        match http_get(self.port(), "/metrics") {
             Ok(body) => Metrics::parse(&body),
             Err(e) => panic!("scrape failed: {e}\nexporter log:\n{}", self.log()),
         }
@@ -950,7 +883,7 @@ impl Exporter {
         mut condition: impl FnMut(&Metrics) -> bool,
     ) -> Result<Metrics, Metrics> {
         let mut last = Metrics::default();
-        let met = poll_until(timeout, || match http_get(self.port, "/metrics") {
+        let met = poll_until(timeout, || match http_get(self.port(), "/metrics") {
             Ok(body) => {
                 last = Metrics::parse(&body);
                 condition(&last)
@@ -968,7 +901,7 @@ impl Exporter {
     /// the last scrape's lines for the target and the exporter log.
     pub fn wait_for(&self, what: &str, mut condition: impl FnMut(&Metrics) -> bool) -> Metrics {
         let mut last = Metrics::default();
-        let met = poll_until(SEE, || match http_get(self.port, "/metrics") {
+        let met = poll_until(SEE, || match http_get(self.port(), "/metrics") {
             Ok(body) => {
                 last = Metrics::parse(&body);
                 condition(&last)
@@ -983,15 +916,6 @@ impl Exporter {
             );
         }
         last
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 
