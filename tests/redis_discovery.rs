@@ -9,10 +9,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, poll_until, samples, wait_until, Exporter, REDIS_CLI, REDIS_SERVER};
+use common::{
+    free_port, samples, start_on_free_port, wait_until, Exporter, Proc, REDIS_CLI, REDIS_SERVER,
+};
 use tempfile::TempDir;
 
 /// Discovery refreshes every second and targets are polled every 500 ms; topology changes
@@ -21,47 +23,40 @@ const CHANGE_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// A `redis-server` (data node or Sentinel) in its own temp dir; dropping it kills it.
 struct Server {
-    dir: TempDir,
+    /// Holds the servers' folders until the server is gone.
+    _dir: TempDir,
     port: u16,
     password: Option<String>,
-    child: Option<Child>,
+    proc: Proc,
 }
 
 impl Server {
     /// Starts `redis-server` with the arguments `args(dir, port)` gives, on a free loopback
     /// port (retrying on a fresh one if another process takes it first), and waits for PING.
+    /// Each attempt gets a folder of its own, so a failed one leaves nothing for the next.
     fn start(password: Option<&str>, args: impl Fn(&Path, u16) -> Vec<String>) -> Server {
-        let mut last_error = String::new();
-        for _ in 0..5 {
-            let dir = tempfile::Builder::new()
-                .prefix("rpe-sd-")
-                .tempdir()
-                .expect("temp dir");
-            let port = free_port();
-            let log = fs::File::create(dir.path().join("stderr.log")).expect("log file");
-            let child = Command::new(REDIS_SERVER)
-                .args(args(dir.path(), port))
-                .current_dir(dir.path())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("run redis-server");
-            let mut server = Server {
-                dir,
-                port,
-                password: password.map(str::to_owned),
-                child: Some(child),
-            };
-            let answered = poll_until(Duration::from_secs(15), || {
-                server.exited() || server.cli(&["PING"]) == "PONG"
-            });
-            if answered && !server.exited() {
-                return server;
-            }
-            last_error = server.log();
+        let dir = tempfile::Builder::new()
+            .prefix("rpe-sd-")
+            .tempdir()
+            .expect("temp dir");
+        let (proc, port) = start_on_free_port(
+            "redis-server",
+            &dir.path().join("server.out"),
+            |port| {
+                let attempt = dir.path().join(port.to_string());
+                fs::create_dir_all(&attempt).expect("attempt dir");
+                let mut command = Command::new(REDIS_SERVER);
+                command.args(args(&attempt, port)).current_dir(&attempt);
+                command
+            },
+            |port, _| cli(port, password, &["PING"]) == "PONG",
+        );
+        Server {
+            _dir: dir,
+            port,
+            password: password.map(str::to_owned),
+            proc,
         }
-        panic!("redis-server did not start: {last_error}");
     }
 
     /// A cluster-enabled data node.
@@ -123,17 +118,6 @@ impl Server {
         })
     }
 
-    fn exited(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
-    }
-
-    fn log(&self) -> String {
-        let read = |name: &str| fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
-        format!("{}{}", read("stderr.log"), read("redis.log"))
-    }
-
     fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -143,15 +127,13 @@ impl Server {
     }
 
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.proc.kill();
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // Before the temp dir (the first field) goes.
         self.kill();
     }
 }
