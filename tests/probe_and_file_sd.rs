@@ -150,3 +150,53 @@ fn check_includes_file_sd_targets() {
         "{stdout}"
     );
 }
+
+#[test]
+fn insecure_tls_is_warned_about_once_per_target_not_per_discovery_change() {
+    let redis = Redis::start(RedisOptions::aof());
+    let sd_dir = tempfile::tempdir().unwrap();
+    let file = sd_dir.path().join("targets.json");
+    let entries = |names: &[&str]| {
+        let groups: Vec<String> = names
+            .iter()
+            .map(|name| {
+                format!(
+                    r#"{{"targets": ["127.0.0.1:{}"], "labels": {{"name": "{name}"}}}}"#,
+                    redis.port()
+                )
+            })
+            .collect();
+        format!("[{}]", groups.join(","))
+    };
+    std::fs::write(&file, entries(&["a"])).unwrap();
+    // Nothing listens there: the warning is about the setting, not about a handshake.
+    let exporter = Exporter::start(&format!(
+        "poll_interval = \"500ms\"\npoll_timeout = \"400ms\"\n\
+         [[targets]]\nurl = \"rediss://127.0.0.1:{}\"\nname = \"insecure\"\n\
+         tls_insecure_skip_verify = true\n\
+         [[file_sd]]\nfiles = [\"{}/*.json\"]\nrefresh_interval = \"200ms\"\n",
+        common::free_port(),
+        sd_dir.path().display()
+    ));
+    let warnings = || {
+        exporter
+            .log()
+            .lines()
+            .filter(|l| l.contains("tls_insecure_skip_verify is on") && l.contains("insecure"))
+            .count()
+    };
+    let up = |m: &str, name: &str| sample(m, "redis_up", &[("target", name)]);
+    exporter.wait_for(WAIT, "the file's target is polled", |m| {
+        up(m, "a") == Some(1.0)
+    });
+    assert_eq!(warnings(), 1, "{}", exporter.log_tail(40));
+
+    // Three changes of the discovered set; the insecure target itself does not change.
+    std::fs::write(&file, entries(&["a", "b"])).unwrap();
+    exporter.wait_for(WAIT, "b is added", |m| up(m, "b") == Some(1.0));
+    std::fs::write(&file, entries(&["b"])).unwrap();
+    exporter.wait_for(WAIT, "a is removed", |m| up(m, "a").is_none());
+    std::fs::write(&file, entries(&["a", "b"])).unwrap();
+    exporter.wait_for(WAIT, "a is back", |m| up(m, "a") == Some(1.0));
+    assert_eq!(warnings(), 1, "{}", exporter.log_tail(40));
+}
