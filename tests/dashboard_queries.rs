@@ -15,10 +15,10 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, EXPORTER};
+use common::{exporter_command, redis_cli, start_on_free_port, Proc};
 use serde_json::Value;
 
 /// The scrape job name; the dashboard's `$job` variable and the alert rules key off it.
@@ -346,52 +346,12 @@ fn require(program: &str, package: &str) {
     );
 }
 
-/// A child process killed when dropped; its output goes to a log file for failure messages.
-struct Process {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Process {
-    fn spawn(name: &'static str, command: &mut Command, log: PathBuf) -> Process {
-        let file = std::fs::File::create(&log).expect("create log file");
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("clone log handle"))
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Process { name, child, log }
-    }
-
-    /// Fails the test with the log's tail if the process has exited.
-    fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(20).collect();
-            panic!(
-                "{} exited ({status}); last log lines:\n{}",
-                self.name,
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Prometheus, the exporter and Redis. Fields drop in declaration order, so every process is
 /// killed before its temporary directory is removed.
 struct Stack {
-    _prometheus: Process,
-    _exporter: Process,
-    _redis: Process,
+    _prometheus: Proc,
+    _exporter: Proc,
+    _redis: Proc,
     prometheus_port: u16,
     exporter_port: u16,
     _dir: tempfile::TempDir,
@@ -404,31 +364,32 @@ impl Stack {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path();
 
-        let redis_port = free_port();
-        let mut redis = Process::spawn(
+        let (redis, redis_port) = start_on_free_port(
             "redis-server",
-            Command::new("redis-server").args([
-                "--port",
-                &redis_port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                root.to_str().unwrap(),
-                "--appendonly",
-                "yes",
-                "--save",
-                "",
-                // Without a limit Redis reports no used/max ratio and the
-                // "Memory used vs maxmemory" panel is rightly empty.
-                "--maxmemory",
-                "256mb",
-            ]),
-            root.join("redis.log"),
+            &root.join("redis.log"),
+            |port| {
+                let mut command = Command::new("redis-server");
+                command.args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    root.to_str().unwrap(),
+                    "--appendonly",
+                    "yes",
+                    "--save",
+                    "",
+                    // Without a limit Redis reports no used/max ratio and the
+                    // "Memory used vs maxmemory" panel is rightly empty.
+                    "--maxmemory",
+                    "256mb",
+                ]);
+                command
+            },
+            |port, _| redis_cli(port, &["PING"]) == "PONG",
         );
-        let redis_conn = wait_for("redis-server to accept connections", || {
-            redis.assert_running();
-            TcpStream::connect(("127.0.0.1", redis_port)).ok()
-        });
+        let redis_conn = TcpStream::connect(("127.0.0.1", redis_port)).expect("connect to redis");
         redis_conn
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
@@ -449,30 +410,38 @@ impl Stack {
         });
         redis_conn.command(&["SET", "dashboard-test:after-rewrite", "value"]);
 
-        let exporter_port = free_port();
         let config = root.join("exporter.toml");
         std::fs::write(
             &config,
             format!(
-                "poll_interval = \"1s\"\npoll_timeout = \"900ms\"\n\
-                 listen_address = \"127.0.0.1:{exporter_port}\"\n\n\
+                "poll_interval = \"1s\"\npoll_timeout = \"900ms\"\n\n\
                  [[targets]]\nurl = \"redis://127.0.0.1:{redis_port}\"\nname = \"{TARGET}\"\n\
                  data_dir = \"{}\"\n",
                 root.display()
             ),
         )
         .unwrap();
-        let mut exporter = Process::spawn(
+        let (exporter, exporter_port) = start_on_free_port(
             "redis-persistence-exporter",
-            Command::new(EXPORTER).arg("--config").arg(&config),
-            root.join("exporter.log"),
+            &root.join("exporter.log"),
+            |port| {
+                exporter_command([
+                    "--config".to_owned(),
+                    config.display().to_string(),
+                    "--web.listen-address".to_owned(),
+                    format!("127.0.0.1:{port}"),
+                ])
+            },
+            |port, proc| {
+                proc.log().contains("serving /metrics")
+                    && TcpStream::connect(("127.0.0.1", port)).is_ok()
+            },
         );
-        wait_for("the exporter to listen", || {
-            exporter.assert_running();
-            TcpStream::connect(("127.0.0.1", exporter_port)).ok()
-        });
 
-        let prometheus_port = free_port();
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
         let prometheus_config = root.join("prometheus.yml");
         std::fs::write(
             &prometheus_config,
@@ -483,29 +452,27 @@ impl Stack {
             ),
         )
         .unwrap();
-        let mut prometheus = Process::spawn(
+        let (prometheus, prometheus_port) = start_on_free_port(
             "prometheus",
-            Command::new("prometheus")
-                .arg(format!("--config.file={}", prometheus_config.display()))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    root.join("prometheus-data").display()
-                ))
-                .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}")),
-            root.join("prometheus.log"),
+            &root.join("prometheus.log"),
+            |port| {
+                let mut command = Command::new("prometheus");
+                command
+                    .arg(format!("--config.file={}", prometheus_config.display()))
+                    .arg(format!(
+                        "--storage.tsdb.path={}",
+                        root.join("prometheus-data").display()
+                    ))
+                    .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+                command
+            },
+            |port, _| {
+                client
+                    .get(format!("http://127.0.0.1:{port}/-/ready"))
+                    .send()
+                    .is_ok_and(|r| r.status().is_success())
+            },
         );
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .unwrap();
-        wait_for("Prometheus to be ready", || {
-            prometheus.assert_running();
-            client
-                .get(format!("http://127.0.0.1:{prometheus_port}/-/ready"))
-                .send()
-                .ok()
-                .filter(|r| r.status().is_success())
-        });
 
         Stack {
             _prometheus: prometheus,
