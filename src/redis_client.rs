@@ -492,7 +492,8 @@ mod guard {
     use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
     use std::sync::{Arc, OnceLock};
 
-    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+    use std::future::Future;
+
     use tokio::net::{lookup_host, TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream};
 
     use super::ClientError;
@@ -643,82 +644,141 @@ mod guard {
         Ok(address)
     }
 
-    /// A stream split into a read and a write half borrowed from it: no lock between the
-    /// halves, unlike `tokio::io::split`.
-    trait Halves {
-        fn halves(&mut self) -> (impl AsyncRead + Unpin + '_, impl AsyncWrite + Unpin + '_);
+    /// What the relay needs of a socket: readiness and non-blocking reads and writes, all
+    /// through a shared reference, so both directions use one socket without splitting it.
+    trait Socket: Sync {
+        fn readable(&self) -> impl Future<Output = io::Result<()>> + Send + '_;
+        fn writable(&self) -> impl Future<Output = io::Result<()>> + Send + '_;
+        fn try_read(&self, buffer: &mut [u8]) -> io::Result<usize>;
+        fn try_write(&self, buffer: &[u8]) -> io::Result<usize>;
     }
 
-    impl Halves for TcpStream {
-        fn halves(&mut self) -> (impl AsyncRead + Unpin + '_, impl AsyncWrite + Unpin + '_) {
-            self.split()
-        }
+    macro_rules! socket {
+        ($stream:ty) => {
+            impl Socket for $stream {
+                fn readable(&self) -> impl Future<Output = io::Result<()>> + Send + '_ {
+                    <$stream>::readable(self)
+                }
+                fn writable(&self) -> impl Future<Output = io::Result<()>> + Send + '_ {
+                    <$stream>::writable(self)
+                }
+                fn try_read(&self, buffer: &mut [u8]) -> io::Result<usize> {
+                    <$stream>::try_read(self, buffer)
+                }
+                fn try_write(&self, buffer: &[u8]) -> io::Result<usize> {
+                    <$stream>::try_write(self, buffer)
+                }
+            }
+        };
     }
-
-    impl Halves for UnixStream {
-        fn halves(&mut self) -> (impl AsyncRead + Unpin + '_, impl AsyncWrite + Unpin + '_) {
-            self.split()
-        }
-    }
+    socket!(TcpStream);
+    socket!(UnixStream);
 
     /// Relays until either side ends; both sockets close when this returns.
-    async fn pump<C: Halves>(
-        mut client: C,
+    async fn pump(
+        client: impl Socket,
         upstream: Upstream,
         limit: usize,
         oversized: Arc<AtomicBool>,
     ) {
         match upstream {
-            Upstream::Tcp(mut s) => pump_pair(client.halves(), s.halves(), limit, oversized).await,
-            Upstream::Unix(mut s) => pump_pair(client.halves(), s.halves(), limit, oversized).await,
+            Upstream::Tcp(upstream) => pump_pair(client, upstream, limit, oversized).await,
+            Upstream::Unix(upstream) => pump_pair(client, upstream, limit, oversized).await,
         }
     }
 
     /// Copies both ways. Every request from the client restores the reply budget; the
     /// server may send at most `limit` bytes between two requests, or both sides close.
     async fn pump_pair(
-        (mut client_read, mut client_write): (impl AsyncRead + Unpin, impl AsyncWrite + Unpin),
-        (mut upstream_read, mut upstream_write): (impl AsyncRead + Unpin, impl AsyncWrite + Unpin),
+        client: impl Socket,
+        upstream: impl Socket,
         limit: usize,
         oversized: Arc<AtomicBool>,
     ) {
         // Both directions run in this one task: the budget needs no Arc.
-        let budget = &AtomicUsize::new(limit);
-        let requests = async move {
-            let mut buffer = [0u8; 512];
-            loop {
-                let n = client_read.read(&mut buffer).await.unwrap_or(0);
-                if n == 0 {
-                    return;
-                }
-                budget.store(limit, Ordering::Relaxed);
-                if upstream_write.write_all(&buffer[..n]).await.is_err() {
-                    return;
-                }
+        let budget = AtomicUsize::new(limit);
+        let requests = forward(&client, &upstream, |_| {
+            budget.store(limit, Ordering::Relaxed);
+            true
+        });
+        let replies = forward(&upstream, &client, |read| {
+            let left = budget.load(Ordering::Relaxed);
+            if read > left {
+                oversized.store(true, Ordering::Relaxed);
+                return false;
             }
-        };
-        let replies = async move {
-            let mut buffer = [0u8; 8192];
-            loop {
-                let n = upstream_read.read(&mut buffer).await.unwrap_or(0);
-                if n == 0 {
-                    return;
-                }
-                let left = budget.load(Ordering::Relaxed);
-                if n > left {
-                    oversized.store(true, Ordering::Relaxed);
-                    return;
-                }
-                budget.store(left - n, Ordering::Relaxed);
-                if client_write.write_all(&buffer[..n]).await.is_err() {
-                    return;
-                }
-            }
-        };
-        // Whichever direction ends first ends both; the sockets close when `pump` returns.
+            budget.store(left - read, Ordering::Relaxed);
+            true
+        });
+        // Whichever direction ends first ends both.
         tokio::select! {
             _ = requests => {}
             _ = replies => {}
         }
+    }
+
+    /// Moves everything `from` sends to `to` until `from` closes, a write fails, or `accept`
+    /// refuses a read (given its size). The copy buffer exists only between waits: an idle
+    /// relay, which is what a relay is almost all the time, holds none.
+    async fn forward(from: &impl Socket, to: &impl Socket, mut accept: impl FnMut(usize) -> bool) {
+        loop {
+            if from.readable().await.is_err() {
+                return;
+            }
+            let unsent = match read_and_pass_on(from, to, &mut accept) {
+                Ok(Some(unsent)) => unsent,
+                // Readiness without data: tokio has cleared it; wait again.
+                Ok(None) => continue,
+                Err(()) => return,
+            };
+            if !unsent.is_empty() && write_all(to, &unsent).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// One non-blocking read from `from`, written to `to` as far as `to` takes it without
+    /// waiting. `Ok(None)`: nothing to read after all. `Ok(Some(rest))`: what `to` did not
+    /// take yet (almost always nothing). `Err`: `from` closed or failed, `accept` refused
+    /// the read, or `to` failed.
+    fn read_and_pass_on(
+        from: &impl Socket,
+        to: &impl Socket,
+        accept: &mut impl FnMut(usize) -> bool,
+    ) -> Result<Option<Vec<u8>>, ()> {
+        let mut buffer = [0u8; 8192];
+        let read = match from.try_read(&mut buffer) {
+            Ok(0) => return Err(()),
+            Ok(read) => read,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(_) => return Err(()),
+        };
+        if !accept(read) {
+            return Err(());
+        }
+        let mut sent = 0;
+        while sent < read {
+            match to.try_write(&buffer[sent..read]) {
+                Ok(0) => return Err(()),
+                Ok(written) => sent += written,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => return Err(()),
+            }
+        }
+        Ok(Some(buffer[sent..read].to_vec()))
+    }
+
+    /// Writes all of `bytes`, waiting for `to` to take them.
+    async fn write_all(to: &impl Socket, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            to.writable().await?;
+            match to.try_write(bytes) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => bytes = &bytes[written..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 }
