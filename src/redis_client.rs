@@ -718,8 +718,8 @@ mod guard {
     }
 
     /// Moves everything `from` sends to `to` until `from` closes, a write fails, or `accept`
-    /// refuses a read (given its size). The copy buffer exists only between waits: an idle
-    /// relay, which is what a relay is almost all the time, holds none.
+    /// refuses a read (given its size). The copy buffer is the thread's, used only between
+    /// waits: an idle relay, which is what a relay is almost all the time, holds none.
     async fn forward(from: &impl Socket, to: &impl Socket, mut accept: impl FnMut(usize) -> bool) {
         loop {
             if from.readable().await.is_err() {
@@ -746,26 +746,33 @@ mod guard {
         to: &impl Socket,
         accept: &mut impl FnMut(usize) -> bool,
     ) -> Result<Option<Vec<u8>>, ()> {
-        let mut buffer = [0u8; 8192];
-        let read = match from.try_read(&mut buffer) {
-            Ok(0) => return Err(()),
-            Ok(read) => read,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-            Err(_) => return Err(()),
-        };
-        if !accept(read) {
-            return Err(());
+        thread_local! {
+            // One per runtime thread, used only inside this function (no await), so it is
+            // never shared: no per-connection buffer, and none to clear for every read.
+            static BUFFER: std::cell::RefCell<Box<[u8]>> =
+                std::cell::RefCell::new(vec![0u8; 8192].into_boxed_slice());
         }
-        let mut sent = 0;
-        while sent < read {
-            match to.try_write(&buffer[sent..read]) {
+        BUFFER.with_borrow_mut(|buffer| {
+            let read = match from.try_read(buffer) {
                 Ok(0) => return Err(()),
-                Ok(written) => sent += written,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Ok(read) => read,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(_) => return Err(()),
+            };
+            if !accept(read) {
+                return Err(());
             }
-        }
-        Ok(Some(buffer[sent..read].to_vec()))
+            let mut sent = 0;
+            while sent < read {
+                match to.try_write(&buffer[sent..read]) {
+                    Ok(0) => return Err(()),
+                    Ok(written) => sent += written,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => return Err(()),
+                }
+            }
+            Ok(Some(buffer[sent..read].to_vec()))
+        })
     }
 
     /// Writes all of `bytes`, waiting for `to` to take them.
