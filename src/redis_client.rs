@@ -486,13 +486,12 @@ pub fn cleanup() {
 
 /// The byte-budget relay between fred and the target.
 mod guard {
+    use std::future::Future;
     use std::io;
     use std::net::SocketAddr;
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
     use std::sync::{Arc, OnceLock};
-
-    use std::future::Future;
 
     use tokio::net::{lookup_host, TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream};
 

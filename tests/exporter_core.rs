@@ -852,14 +852,18 @@ fn unix_socket_target_is_polled() {
     });
 }
 
-/// `total_connections_received` of `redis`; the `redis-cli` asking counts itself.
-fn connections_received(redis: &Redis) -> u64 {
-    let stats = redis.cli(&["INFO", "stats"]);
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix("total_connections_received:"))
+/// A counter from `INFO section` of `redis`; the `redis-cli` asking counts as a client.
+fn info_count(redis: &Redis, section: &str, field: &str) -> u64 {
+    let info = redis.cli(&["INFO", section]);
+    info.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no total_connections_received in:\n{stats}"))
+        .unwrap_or_else(|| panic!("no {field} in:\n{info}"))
+}
+
+/// `total_connections_received` of `redis`, the asking `redis-cli` included.
+fn connections_received(redis: &Redis) -> u64 {
+    info_count(redis, "stats", "total_connections_received")
 }
 
 /// Waits until `target` has been polled `more` times from now, and returns the last body.
@@ -986,12 +990,7 @@ fn replicas_that_leave_disappear_from_the_next_full_read() {
 
 /// `connected_clients` of `redis`, the asking `redis-cli` included.
 fn connected_clients(redis: &Redis) -> u64 {
-    let clients = redis.cli(&["INFO", "clients"]);
-    clients
-        .lines()
-        .find_map(|l| l.strip_prefix("connected_clients:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no connected_clients in:\n{clients}"))
+    info_count(redis, "clients", "connected_clients")
 }
 
 #[test]

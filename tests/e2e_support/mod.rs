@@ -22,8 +22,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::common::{
-    child_pids, exporter_command, redis_cli, start_on_free_port, Proc, ALERTMANAGER, PROMETHEUS,
-    REDIS_SERVER,
+    child_pids, redis_cli, start_on_free_port, Proc, ALERTMANAGER, PROMETHEUS, REDIS_SERVER,
 };
 
 /// How often a condition is re-checked.
@@ -249,16 +248,13 @@ fn tempdir(prefix: &str) -> TempDir {
 
 // --- The exporter ---------------------------------------------------------------------------
 
-pub struct Exporter {
-    _dir: TempDir,
-    proc: Proc,
-    port: u16,
-}
+/// The exporter at its default log level (common's, which waits for its own "serving"
+/// line), with the e2e config.
+pub struct Exporter(crate::common::Exporter);
 
 impl Exporter {
     /// Polls `targets` (`(name, url)`) every 500 ms, each with the label `env="e2e"`.
     pub fn start(targets: &[(&str, String)]) -> Exporter {
-        let dir = tempdir("rpe-e2e-exporter-");
         let mut toml = String::from(
             "poll_interval = \"500ms\"\npoll_timeout = \"400ms\"\nconfig_refresh_interval = \"5s\"\n",
         );
@@ -267,35 +263,15 @@ impl Exporter {
                 "\n[[targets]]\nurl = \"{url}\"\nname = \"{name}\"\nlabels = {{ env = \"e2e\" }}\n"
             ));
         }
-        let config = dir.path().join("exporter.toml");
-        fs::write(&config, toml).expect("write exporter config");
-        let (proc, port) = start_on_free_port(
-            "redis-persistence-exporter",
-            &dir.path().join("exporter.log"),
-            |port| {
-                // No config override from the developer's shell, and NO_COLOR set.
-                exporter_command([
-                    "--config".as_ref(),
-                    config.as_os_str(),
-                    "--web.listen-address".as_ref(),
-                    format!("127.0.0.1:{port}").as_ref(),
-                ])
-            },
-            |port, _| is_ready(&format!("http://127.0.0.1:{port}/metrics")),
-        );
-        Exporter {
-            _dir: dir,
-            proc,
-            port,
-        }
+        Exporter(crate::common::Exporter::start_logging_at(&toml, None))
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.0.port()
     }
 
     pub fn scrape(&self) -> String {
-        get_text(&format!("http://127.0.0.1:{}/metrics", self.port), &[]).unwrap_or_else(|e| e)
+        get_text(&format!("http://127.0.0.1:{}/metrics", self.port()), &[]).unwrap_or_else(|e| e)
     }
 
     /// The value of the sample whose line starts with `name{` and carries every `labels`
@@ -305,7 +281,7 @@ impl Exporter {
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
-        self.proc.log_tail(lines)
+        self.0.log_tail(lines)
     }
 }
 
