@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use redis_persistence_exporter::config::{Address, Target};
-use redis_persistence_exporter::state::{self, Snapshot, Store};
-use redis_persistence_exporter::{info, metrics};
+use redis_persistence_exporter::{
+    info, lock_target, render_metrics, Address, Snapshot, Store, Target,
+};
 
 const REPLY: &str = "healthy_aof_info_everything.txt";
 
@@ -51,7 +51,7 @@ fn store_with(targets: usize, text: &str) -> Arc<Store> {
         let cell = store.insert(Arc::new(target(i)));
         let parsed = info::parse(text).expect("reference reply parses");
         // Two polls, as after a few seconds of running: the histogram and counters move.
-        let mut guard = state::lock(&cell);
+        let mut guard = lock_target(&cell);
         guard.record_success(
             Snapshot::new(parsed.clone(), SystemTime::now()),
             Duration::from_micros(300),
@@ -69,7 +69,7 @@ fn bench_render(c: &mut Criterion) {
     let mut group = c.benchmark_group("metrics_render");
     for targets in [1usize, 100, 1_000] {
         let store = store_with(targets, &text);
-        let body = metrics::render(&store);
+        let body = render_metrics(&store);
         assert!(body.ends_with("# EOF\n"), "render must end with # EOF");
         println!(
             "metrics_render/{targets}: body {} bytes, {} lines",
@@ -81,7 +81,7 @@ fn bench_render(c: &mut Criterion) {
             group.sample_size(30);
         }
         group.bench_with_input(BenchmarkId::from_parameter(targets), &store, |b, store| {
-            b.iter(|| metrics::render(black_box(store)))
+            b.iter(|| render_metrics(black_box(store)))
         });
     }
     group.finish();

@@ -4,12 +4,9 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use std::time::Duration;
-
-use crate::config::{Settings, Target};
-use crate::discovery::{self, FileSd};
+use crate::config::Settings;
+use crate::discovery::Discovery;
 use crate::poller::{Poller, Schedule};
-use crate::redis_discovery::RedisSd;
 use crate::report::{self, TargetReport};
 use crate::state::{lock, unix_seconds, Store};
 
@@ -26,7 +23,7 @@ pub const EXIT_UNREACHABLE: u8 = 3;
 /// Polls every target once, concurrently, and returns their reports: configured targets in
 /// config order, then discovered ones.
 pub async fn run(settings: &Settings) -> Vec<TargetReport> {
-    let targets = discover(settings).await;
+    let targets = Discovery::once(settings).await;
     let store = Arc::new(Store::new());
     let schedule = Schedule::from(settings);
     let polls = targets.iter().map(|target| {
@@ -39,29 +36,6 @@ pub async fn run(settings: &Settings) -> Vec<TargetReport> {
         }
     });
     futures_join_all(polls).await
-}
-
-/// The configured targets plus one round of every discovery source. Redis Cluster and
-/// Sentinel sources get a few poll timeouts to answer; a source that does not answer in time
-/// adds nothing (its seeds are not targets themselves).
-async fn discover(settings: &Settings) -> Vec<Target> {
-    let mut discovered = FileSd::new().refresh(settings).unwrap_or_default();
-    let sources = settings.cluster.len() + settings.sentinel.len();
-    if sources > 0 {
-        let mut redis_sd = RedisSd::start(settings);
-        let deadline =
-            tokio::time::Instant::now() + (settings.poll_timeout * 3).max(Duration::from_secs(3));
-        for _ in 0..sources {
-            if tokio::time::timeout_at(deadline, redis_sd.changed())
-                .await
-                .is_err()
-            {
-                break;
-            }
-        }
-        discovered.extend(redis_sd.targets());
-    }
-    discovery::merge(&settings.targets, &discovered)
 }
 
 /// The exit code for a set of reports.

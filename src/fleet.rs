@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
-use crate::config::{Settings, Target};
+use crate::config::Settings;
 use crate::poller::{self, Schedule};
 use crate::state::Store;
+use crate::target::Target;
 
 /// What a reload did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

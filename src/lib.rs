@@ -2,48 +2,63 @@
 //! fleet is still durable.
 //!
 //! # Layout
-//! Data flows one way: target → poll → snapshot → render.
+//! Data flows one way: target → poll → snapshot → render. Each module imports only from the
+//! modules listed above it here (`tests/architecture.rs` enforces it).
 //!
-//! - [`config`]: the TOML file and environment, validated into [`config::Settings`].
-//! - [`info`]: the pure `INFO` parser, text in, typed data out.
-//! - [`card`]: the "Last AOF Rewrite Status" card (ok / err / not applicable).
-//! - [`history`]: signals derived across polls (stuck, transient, since when).
-//! - [`server_config`]: the few settings read with `CONFIG GET`, occasionally.
-//! - [`cause`]: probable cause from the Redis log and free space, on the Redis host only.
-//! - [`redis_client`]: the only module that knows the Redis client library.
-//! - [`poller`]: one task per target; owns its connection, schedule and deadline.
-//! - [`fleet`]: the running pollers, following (re)loaded config.
-//! - [`discovery`]: targets from `file_sd` files.
-//! - [`redis_discovery`]: targets from Redis Cluster membership and Sentinel topology.
-//! - [`shard`]: which targets this replica polls when several split a fleet.
-//! - [`state`]: the latest snapshot per target and poll bookkeeping.
-//! - [`metrics`]: maps state to OpenMetrics series.
-//! - [`report`]: the brief's reading of a target (meaning, urgency, next steps) for people.
-//! - [`check`]: the one-shot `check` command.
-//! - [`probe`]: the allow-listed `/probe?target=…` endpoint.
-//! - [`http`]: serves `/metrics`, `/probe` and the status page.
-//! - [`web`]: TLS and basic auth for the exporter's own endpoints (`--web.config.file`).
-//! - [`signal`]: process signals as futures.
+//! Pure readings, no I/O:
+//! - `target`: [`Target`], its address, TLS and password sources, URL parsing.
+//! - [`info`]: the `INFO` parser, text in, typed data out.
+//! - `shard`: which targets this replica polls when several split a fleet.
+//! - `signal`: process signals as futures.
+//! - `card`: the Last AOF Rewrite Status card (ok / err / not applicable).
+//! - `history`: signals derived across polls (stuck, transient, since when).
+//! - `cause`: probable cause from the Redis log and free space, on the Redis host only.
+//! - `redis_settings`: the few Redis settings read with `CONFIG GET`, occasionally.
+//!
+//! The running parts:
+//! - `config`: the TOML file and environment, validated into [`Settings`].
+//! - `redis`: the only code that knows the Redis client library: connection, relay, TLS.
+//! - `discovery`: one `Discovery` for every source of targets (file_sd, Cluster, Sentinel).
+//! - `state`: the latest snapshot per target and the history derived signals need.
+//! - `poller`: one task per target; owns its connection, schedule and deadline.
+//! - `fleet`: the running pollers, following (re)loaded config.
+//! - `report`: the Last AOF Rewrite Status card's reading of a target, for people.
+//! - `metrics`: maps state to OpenMetrics series.
+//! - `check`: the one-shot `check` command.
+//! - `http`: serves `/metrics`, `/probe`, the status page; TLS and basic auth.
+//! - `daemon`: the reload / discovery / shutdown loop.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod card;
-pub mod cause;
-pub mod check;
-pub mod config;
-pub mod discovery;
-pub mod fleet;
-pub mod history;
-pub mod http;
+mod card;
+mod cause;
+mod check;
+mod config;
+mod daemon;
+mod discovery;
+mod fleet;
+mod history;
+mod http;
 pub mod info;
-pub mod metrics;
-pub mod poller;
-pub mod probe;
-pub mod redis_client;
-pub mod redis_discovery;
-pub mod report;
-pub mod server_config;
-pub mod shard;
-pub mod signal;
-pub mod state;
-pub mod web;
+mod metrics;
+mod poller;
+mod redis;
+mod redis_settings;
+mod report;
+mod shard;
+mod signal;
+mod state;
+mod target;
+
+pub use check::{exit_code as check_exit_code, run as check_targets, EXIT_CONFIG};
+pub use config::{
+    from_urls as settings_from_urls, load as load_settings, ConfigError, FileConfig, Settings,
+};
+pub use daemon::{run as run_daemon, DaemonError, Reloader};
+pub use http::{load_web_config, WebConfig};
+pub use metrics::render as render_metrics;
+pub use redis::cleanup as remove_relay_sockets;
+pub use report::{to_text as report_text, TargetReport};
+pub use shard::ShardError;
+pub use state::{lock as lock_target, Snapshot, Store};
+pub use target::{Address, PasswordSource, Target};

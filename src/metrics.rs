@@ -159,16 +159,16 @@ static SNAPSHOT_SERIES: &[SeriesSpec] = &[
             |s, t| t.diagnosis.rdb.err_since_unix.filter(|_| info(s).rdb_last_bgsave_status == Some(OpStatus::Err))),
         series!("redis_config_available", Gauge, None,
             "1 if CONFIG GET works on this target, 0 if it is renamed, disabled or denied; absent until tried or when turned off.",
-            |_, t| flag(t.server_config.available())),
+            |_, t| flag(t.redis_settings.available())),
         series!("redis_config_appendonly", Gauge, None,
             "The appendonly setting (CONFIG GET): 1 yes, 0 no.",
-            |_, t| flag(t.server_config.settings()?.appendonly)),
+            |_, t| flag(t.redis_settings.settings()?.appendonly)),
         series!("redis_config_aof_rewrite_percentage", Gauge, None,
             "auto-aof-rewrite-percentage (CONFIG GET); 0 disables automatic rewrites.",
-            |_, t| num(t.server_config.settings()?.aof_rewrite_percentage)),
+            |_, t| num(t.redis_settings.settings()?.aof_rewrite_percentage)),
         series!("redis_config_aof_rewrite_min_size", Gauge, Some(Unit::Bytes),
             "auto-aof-rewrite-min-size (CONFIG GET).",
-            |_, t| num(t.server_config.settings()?.aof_rewrite_min_size_bytes)),
+            |_, t| num(t.redis_settings.settings()?.aof_rewrite_min_size_bytes)),
         series!("redis_persistence_dir_free", Gauge, Some(Unit::Bytes),
             "Free bytes on the filesystem of the Redis data directory (data_dir; host access only).",
             |_, t| num(t.free_space.map(|f| f.bytes))),
@@ -335,7 +335,7 @@ fn encode_labelled(
             if t.current().is_none() {
                 continue;
             }
-            let Some(policy) = t.server_config.settings().and_then(|c| c.appendfsync) else {
+            let Some(policy) = t.redis_settings.settings().and_then(|c| c.appendfsync) else {
                 continue;
             };
             let labels = with_label(&t.labels, "policy", policy);

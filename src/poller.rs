@@ -7,11 +7,12 @@ use std::time::{Duration, SystemTime};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::cause::{self, FailureKind};
-use crate::config::{Settings, Target};
+use crate::config::Settings;
 use crate::info::{self, OpStatus};
-use crate::redis_client::{ClientError, Connection, InfoScope};
-use crate::server_config::{self, ServerConfig};
+use crate::redis::{ClientError, Connection, InfoScope};
+use crate::redis_settings::{self, RedisSettings};
 use crate::state::{lock, Causes, ConfigStatus, Snapshot, TargetCell};
+use crate::target::{PasswordSource, Target};
 
 /// Why one poll failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -188,7 +189,7 @@ impl Poller {
 
     /// Whether the password file's modification time or size moved since the last look.
     fn password_file_changed(&mut self) -> bool {
-        let Some(crate::config::PasswordSource::File(path)) = &self.target.password else {
+        let Some(PasswordSource::File(path)) = &self.target.password else {
             return false;
         };
         let Ok(meta) = std::fs::metadata(path) else {
@@ -236,13 +237,13 @@ impl Poller {
             if let Some(config) = reading.config {
                 self.config_read_at = Some(started);
                 if config == ConfigStatus::Unavailable
-                    && state.server_config != ConfigStatus::Unavailable
+                    && state.redis_settings != ConfigStatus::Unavailable
                 {
                     // Once per change, not once per poll: managed services deny CONFIG
                     // forever and that is fine.
                     tracing::warn!(target_name = %target.name, "CONFIG GET is renamed, disabled or denied on this target; settings-based signals are unavailable");
                 }
-                state.server_config = config;
+                state.redis_settings = config;
             }
             failure_key(&state)
         };
@@ -330,34 +331,34 @@ async fn poll_once(
     let text = open.info(scope).await?;
     let info = info::parse(&text)?;
     let config = match (&target.config_command, config_due) {
-        (Some(command), true) => Some(read_server_config(open, command).await?),
+        (Some(command), true) => Some(read_redis_settings(open, command).await?),
         _ => None,
     };
     Ok(Reading { info, config })
 }
 
-/// `CONFIG GET` of [`server_config::KEYS`]: in one call on Redis 7.0+, one per key on older
+/// `CONFIG GET` of [`redis_settings::KEYS`]: in one call on Redis 7.0+, one per key on older
 /// servers. A refusal (renamed, disabled, ACL) is an answer, not a failed poll.
-async fn read_server_config(
+async fn read_redis_settings(
     connection: &Connection,
     command: &str,
 ) -> Result<ConfigStatus, ClientError> {
     let refused =
         |e: &ClientError| matches!(e, ClientError::Server(_) | ClientError::Permission(_));
-    match connection.config_get(command, server_config::KEYS).await {
-        Ok(pairs) => return Ok(ConfigStatus::Available(ServerConfig::from_pairs(&pairs))),
+    match connection.config_get(command, redis_settings::KEYS).await {
+        Ok(pairs) => return Ok(ConfigStatus::Available(RedisSettings::from_pairs(&pairs))),
         Err(e) if refused(&e) => {}
         Err(e) => return Err(e),
     }
     let mut pairs = Vec::new();
-    for key in server_config::KEYS {
+    for key in redis_settings::KEYS {
         match connection.config_get(command, &[key]).await {
             Ok(mut found) => pairs.append(&mut found),
             Err(e) if refused(&e) => return Ok(ConfigStatus::Unavailable),
             Err(e) => return Err(e),
         }
     }
-    Ok(ConfigStatus::Available(ServerConfig::from_pairs(&pairs)))
+    Ok(ConfigStatus::Available(RedisSettings::from_pairs(&pairs)))
 }
 
 /// Width of the start slots that polls on kept connections are spread over. Targets in the

@@ -5,7 +5,6 @@
 use serde::Serialize;
 
 use crate::card::CardState;
-use crate::cause::Reason;
 use crate::info::OpStatus;
 use crate::state::TargetState;
 
@@ -171,7 +170,7 @@ pub fn read(state: &TargetState, now_unix: f64) -> TargetReport {
         online_replicas,
         memory_used_ratio: info.memory_used_ratio(),
         data_dir_free_bytes: state.free_space.map(|f| f.bytes),
-        config_available: state.server_config.available(),
+        config_available: state.redis_settings.available(),
     };
     report.card = snapshot.card.label();
     for (mechanism, reason) in state.causes.by_mechanism() {
@@ -337,25 +336,26 @@ pub fn to_text(report: &TargetReport) -> String {
     out
 }
 
-/// Maps a reason back for tests and callers that hold only the label.
-pub fn reason_from_label(label: &str) -> Option<Reason> {
-    [
-        Reason::DiskFull,
-        Reason::ForkFailed,
-        Reason::IoError,
-        Reason::ChildKilled,
-        Reason::Unknown,
-    ]
-    .into_iter()
-    .find(|r| r.label() == label)
-}
-
 #[cfg(test)]
 mod tests {
+    /// Maps a reason back from its label.
+    fn reason_from_label(label: &str) -> Option<Reason> {
+        [
+            Reason::DiskFull,
+            Reason::ForkFailed,
+            Reason::IoError,
+            Reason::ChildKilled,
+            Reason::Unknown,
+        ]
+        .into_iter()
+        .find(|r| r.label() == label)
+    }
+
     use super::*;
-    use crate::config::{Address, Target};
+    use crate::cause::Reason;
     use crate::info::parse;
     use crate::state::Snapshot;
+    use crate::target::{Address, Target};
     use std::sync::Arc;
     use std::time::{Duration, SystemTime};
 

@@ -10,10 +10,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::card::CardState;
 use crate::cause::{FailureKind, FreeSpace, Reason};
-use crate::config::Target;
 use crate::history::Diagnosis;
 use crate::info::Info;
-use crate::server_config::ServerConfig;
+use crate::redis_settings::RedisSettings;
+use crate::target::Target;
 
 /// Upper bounds of the poll duration histogram, in seconds. A healthy loopback poll takes well
 /// under a millisecond; the top buckets catch timeouts (default 2 s).
@@ -89,7 +89,7 @@ pub enum ConfigStatus {
     #[default]
     Unknown,
     /// Read successfully.
-    Available(ServerConfig),
+    Available(RedisSettings),
     /// The server refused: CONFIG is renamed, disabled or denied by ACL.
     Unavailable,
 }
@@ -105,7 +105,7 @@ impl ConfigStatus {
     }
 
     /// The settings, when known.
-    pub fn settings(&self) -> Option<&ServerConfig> {
+    pub fn settings(&self) -> Option<&RedisSettings> {
         match self {
             ConfigStatus::Available(config) => Some(config),
             _ => None,
@@ -160,7 +160,7 @@ pub struct TargetState {
     /// Unix seconds when the card last changed state (or was first seen by this exporter).
     pub card_since_unix: Option<f64>,
     /// The server's settings from `CONFIG GET`.
-    pub server_config: ConfigStatus,
+    pub redis_settings: ConfigStatus,
     /// Probable causes, when the exporter may read the Redis log.
     pub causes: Causes,
     /// Free space of the data directory, when the exporter may look.
@@ -184,7 +184,7 @@ impl TargetState {
             poll_duration: DurationHistogram::default(),
             diagnosis: Diagnosis::default(),
             card_since_unix: None,
-            server_config: ConfigStatus::Unknown,
+            redis_settings: ConfigStatus::Unknown,
             causes: Causes::default(),
             free_space: None,
         }
@@ -231,7 +231,7 @@ impl TargetState {
             return None;
         }
         let overdue = self
-            .server_config
+            .redis_settings
             .settings()?
             .rewrite_overdue(info.aof_current_size_bytes?, info.aof_base_size_bytes?)?;
         Some(overdue && info.aof_rewrite_in_progress != Some(true))
@@ -351,7 +351,7 @@ mod tests {
 
     #[test]
     fn derived_history_survives_a_brief_disconnect() {
-        use crate::config::{Address, Target};
+        use crate::target::{Address, Target};
         let target = Target {
             name: "t".into(),
             labels: vec![],

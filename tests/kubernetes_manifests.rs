@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use redis_persistence_exporter::config::FileConfig;
+use redis_persistence_exporter::FileConfig;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 

@@ -16,12 +16,16 @@ use std::time::{Duration, SystemTime};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+mod probe;
+mod web_config;
+
 use crate::config::Settings;
 use crate::metrics;
-use crate::probe::{self, ProbeError};
 use crate::report::{self, TargetReport};
 use crate::state::{unix_seconds, Store};
-use crate::web::{self, BasicAuth, WebConfig};
+use probe::ProbeError;
+use web_config::BasicAuth;
+pub use web_config::{load as load_web_config, WebConfig};
 
 /// A reload request from `POST /-/reload`; the answer is the outcome to report.
 pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<String, String>>;
@@ -77,7 +81,7 @@ pub fn router(state: AppState, auth: Option<Arc<BasicAuth>>) -> Router {
     if let Some(auth) = auth {
         router = router.layer(axum::middleware::from_fn_with_state(
             auth,
-            web::require_basic_auth,
+            web_config::require_basic_auth,
         ));
     }
     router
@@ -99,7 +103,7 @@ pub async fn serve(
     let app = router(state, web.auth);
     match web.tls {
         Some(acceptor) => {
-            axum::serve(web::TlsListener::new(listener, acceptor)?, app)
+            axum::serve(web_config::TlsListener::new(listener, acceptor)?, app)
                 .with_graceful_shutdown(shutdown)
                 .await
         }

@@ -7,9 +7,10 @@
 
 use std::sync::Arc;
 
-use crate::config::{parse_url, Address, ProbeConfig, Settings, Target};
+use crate::config::{ProbeConfig, Settings};
 use crate::poller::{Poller, Schedule};
 use crate::state::Store;
+use crate::target::{parse_url, Address, Target};
 
 /// Why a probe request is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -15,7 +15,7 @@ pub const KEYS: &[&str] = &[
 
 /// The settings, each absent if the server did not return it or returned nonsense.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ServerConfig {
+pub struct RedisSettings {
     /// `appendonly`
     pub appendonly: Option<bool>,
     /// `appendfsync`: `always`, `everysec` or `no`.
@@ -26,10 +26,10 @@ pub struct ServerConfig {
     pub aof_rewrite_min_size_bytes: Option<u64>,
 }
 
-impl ServerConfig {
+impl RedisSettings {
     /// Builds the settings from `CONFIG GET` name/value pairs; unknown names are ignored.
     pub fn from_pairs(pairs: &[(String, String)]) -> Self {
-        let mut config = ServerConfig::default();
+        let mut config = RedisSettings::default();
         for (name, value) in pairs {
             let value = value.trim();
             match name.to_ascii_lowercase().as_str() {
@@ -85,7 +85,7 @@ mod tests {
 
     #[test]
     fn reads_the_keys() {
-        let config = ServerConfig::from_pairs(&pairs(&[
+        let config = RedisSettings::from_pairs(&pairs(&[
             ("appendonly", "yes"),
             ("appendfsync", "everysec"),
             ("auto-aof-rewrite-percentage", "100"),
@@ -101,10 +101,10 @@ mod tests {
 
     #[test]
     fn overdue_follows_redis_rule() {
-        let config = ServerConfig {
+        let config = RedisSettings {
             aof_rewrite_percentage: Some(100),
             aof_rewrite_min_size_bytes: Some(64 << 20),
-            ..ServerConfig::default()
+            ..RedisSettings::default()
         };
         assert_eq!(
             config.rewrite_overdue(10 << 20, 1 << 20),
@@ -121,11 +121,11 @@ mod tests {
             Some(true),
             "more than doubled"
         );
-        let off = ServerConfig {
+        let off = RedisSettings {
             aof_rewrite_percentage: Some(0),
             ..config.clone()
         };
         assert_eq!(off.rewrite_overdue(u64::MAX, 1), Some(false));
-        assert_eq!(ServerConfig::default().rewrite_overdue(1, 1), None);
+        assert_eq!(RedisSettings::default().rewrite_overdue(1, 1), None);
     }
 }

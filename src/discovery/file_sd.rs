@@ -11,7 +11,8 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 
-use crate::config::{FileSdConfig, Settings, Target};
+use crate::config::{FileSdConfig, Settings};
+use crate::target::Target;
 
 /// One group of a `file_sd` file.
 #[derive(Debug, Deserialize)]
@@ -178,20 +179,6 @@ fn expand(patterns: &[String]) -> Vec<PathBuf> {
     paths.into_iter().collect()
 }
 
-/// The static targets plus the discovered ones whose names are not taken.
-pub fn merge(statics: &[Target], discovered: &[Target]) -> Vec<Target> {
-    let mut names: BTreeSet<&str> = statics.iter().map(|t| t.name.as_str()).collect();
-    let mut all = statics.to_vec();
-    for target in discovered {
-        if names.insert(target.name.as_str()) {
-            all.push(target.clone());
-        } else {
-            tracing::debug!(target_name = %target.name, "discovered target has the name of a configured one; the configured one wins");
-        }
-    }
-    all
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,16 +251,5 @@ mod tests {
         let targets = FileSd::new().refresh(&settings).unwrap();
         let names: Vec<_> = targets.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["redis://10.0.0.8:6379"]);
-    }
-
-    #[test]
-    fn static_names_win() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.toml");
-        std::fs::write(&path, "[[targets]]\nurl = \"redis://a\"\nname = \"x\"\n[[targets]]\nurl = \"redis://b\"\nname = \"y\"\n").unwrap();
-        let settings = crate::config::load_with_env(Some(&path), Vec::new()).unwrap();
-        let merged = merge(&settings.targets[..1], &settings.targets);
-        assert_eq!(merged.len(), 2);
-        assert_eq!(merged[0].address, settings.targets[0].address);
     }
 }

@@ -1,0 +1,445 @@
+//! Checks the meaning of a deserialized config (URLs, names, files, intervals) and turns it
+//! into [`Settings`]. All of the config's validation lives here, discovery sources included,
+//! so a bad seed URL or an unreadable password file is a load-time error.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::schema::{ClusterSdConfig, FileConfig, SentinelSdConfig, TargetConfig, TargetTemplate};
+use super::{ConfigError, Settings, TargetDefaults, TargetOrigin};
+use crate::target::{
+    parse_url, read_password_file, Address, PasswordSource, Secret, Target, TlsClient,
+};
+
+/// Labels the exporter itself puts on series; a user label of the same name would clash.
+const RESERVED_LABELS: &[&str] = &[
+    "target",
+    "state",
+    "reason",
+    "le",
+    "replica",
+    "mechanism",
+    "redis_version",
+    "version",
+    "policy",
+];
+
+impl FileConfig {
+    /// Checks meaning and produces [`Settings`]. `source_name` prefixes every error; relative
+    /// file paths are taken relative to `base_dir`, the config file's folder.
+    pub fn validate(
+        self,
+        source_name: &str,
+        base_dir: Option<&Path>,
+    ) -> Result<Settings, ConfigError> {
+        let invalid = |key: &str, expected: String| ConfigError::Invalid {
+            source_name: source_name.to_owned(),
+            key: key.to_owned(),
+            expected,
+        };
+        if self.poll_interval.is_zero() {
+            return Err(invalid(
+                "poll_interval",
+                "a duration greater than zero, like \"5s\"".into(),
+            ));
+        }
+        if self.poll_timeout.is_zero() || self.poll_timeout > self.poll_interval {
+            return Err(invalid(
+                "poll_timeout",
+                format!(
+                    "a duration greater than zero and at most poll_interval ({})",
+                    humantime::format_duration(self.poll_interval)
+                ),
+            ));
+        }
+        let listen_address: SocketAddr = self.listen_address.parse().map_err(|_| {
+            invalid(
+                "listen_address",
+                "an IP address and port like \"0.0.0.0:9645\"".into(),
+            )
+        })?;
+        let defaults = TargetDefaults {
+            rdb_max_age: self.rdb_max_age,
+            config_command: self.config_command.clone(),
+        };
+        let origin = TargetOrigin {
+            source_name,
+            base_dir,
+            defaults: &defaults,
+        };
+        let mut names = BTreeSet::new();
+        let mut targets = Vec::with_capacity(self.targets.len());
+        for (index, target) in self.targets.into_iter().enumerate() {
+            let prefix = format!("targets[{index}]");
+            let target = validate_target(target, &prefix, origin)?;
+            if !names.insert(target.name.clone()) {
+                return Err(invalid(
+                    &format!("{prefix}.name"),
+                    format!(
+                        "a name unique among targets (\"{}\" is used twice)",
+                        target.name
+                    ),
+                ));
+            }
+            targets.push(target);
+        }
+        if self.config_refresh_interval < self.poll_interval {
+            return Err(invalid(
+                "config_refresh_interval",
+                format!(
+                    "a duration of at least poll_interval ({}); CONFIG GET is not meant for every poll",
+                    humantime::format_duration(self.poll_interval)
+                ),
+            ));
+        }
+        if self.siblings_refresh_interval < self.poll_interval {
+            return Err(invalid(
+                "siblings_refresh_interval",
+                format!(
+                    "a duration of at least poll_interval ({})",
+                    humantime::format_duration(self.poll_interval)
+                ),
+            ));
+        }
+        let shard = match &self.shard {
+            Some(spec) => Some(
+                spec.parse()
+                    .map_err(|e: crate::shard::ShardError| invalid("shard", e.to_string()))?,
+            ),
+            None => None,
+        };
+        if targets.is_empty()
+            && self.file_sd.is_empty()
+            && self.cluster.is_empty()
+            && self.sentinel.is_empty()
+            && !self.probe.enabled
+        {
+            return Err(invalid(
+                "targets",
+                "at least one [[targets]] entry, a [[file_sd]], [[cluster]] or [[sentinel]] source, or an enabled [probe]".into(),
+            ));
+        }
+        validate_sources(&self.cluster, &self.sentinel, origin)?;
+        for (index, source) in self.file_sd.iter().enumerate() {
+            positive_refresh(
+                source_name,
+                &format!("file_sd[{index}].refresh_interval"),
+                source.refresh_interval,
+            )?;
+        }
+        if self.probe.enabled && self.probe.allowed_targets.is_empty() {
+            return Err(invalid(
+                "probe.allowed_targets",
+                "at least one pattern when probe.enabled = true; an open probe endpoint is an SSRF hole".into(),
+            ));
+        }
+        let file_sd = self
+            .file_sd
+            .into_iter()
+            .map(|mut source| {
+                source.files = source
+                    .files
+                    .into_iter()
+                    .map(|pattern| match base_dir {
+                        Some(base) if Path::new(&pattern).is_relative() => {
+                            base.join(pattern).to_string_lossy().into_owned()
+                        }
+                        _ => pattern,
+                    })
+                    .collect();
+                source
+            })
+            .collect();
+        Ok(Settings {
+            file_sd,
+            cluster: self.cluster,
+            sentinel: self.sentinel,
+            probe: self.probe.enabled.then_some(self.probe),
+            defaults: defaults.clone(),
+            base_dir: base_dir.map(Path::to_path_buf),
+            shard,
+            poll_interval: self.poll_interval,
+            poll_timeout: self.poll_timeout,
+            listen_address,
+            config_refresh_interval: self.config_refresh_interval,
+            siblings_refresh_interval: self.siblings_refresh_interval,
+            keep_connections: self.keep_connections,
+            targets,
+        })
+    }
+}
+
+/// Validates one target. `key_prefix` (like `targets[3]`) prefixes the keys in errors.
+pub fn validate_target(
+    target: TargetConfig,
+    key_prefix: &str,
+    origin: TargetOrigin<'_>,
+) -> Result<Target, ConfigError> {
+    let TargetOrigin {
+        source_name,
+        base_dir,
+        defaults,
+    } = origin;
+    let invalid = |key: &str, expected: String| ConfigError::Invalid {
+        source_name: source_name.to_owned(),
+        key: key.to_owned(),
+        expected,
+    };
+    let key = |field: &str| format!("{key_prefix}.{field}");
+    let parsed = parse_url(&target.url).map_err(|expected| invalid(&key("url"), expected))?;
+    let name = target.name.clone().unwrap_or(parsed.display.clone());
+    if name.is_empty() || name.chars().any(char::is_control) {
+        return Err(invalid(&key("name"), "a non-empty printable name".into()));
+    }
+    let mut labels = Vec::with_capacity(target.labels.len());
+    for (label, value) in &target.labels {
+        if !is_valid_label_name(label) {
+            return Err(invalid(
+                &key(&format!("labels.{label}")),
+                "a label name matching [a-zA-Z_][a-zA-Z0-9_]* not starting with __".into(),
+            ));
+        }
+        if RESERVED_LABELS.contains(&label.as_str()) {
+            return Err(invalid(
+                &key(&format!("labels.{label}")),
+                format!(
+                    "a label name other than the exporter's own ({})",
+                    RESERVED_LABELS.join(", ")
+                ),
+            ));
+        }
+        labels.push((label.clone(), value.clone()));
+    }
+    let username = match (target.username, parsed.username) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                &key("username"),
+                "a username in either `username` or the URL, not both".into(),
+            ))
+        }
+        (a, b) => a.or(b),
+    };
+    let password =
+        match (target.password, target.password_file, parsed.password) {
+            (None, None, None) if target.password_env.is_some() => {
+                let name = target.password_env.clone().unwrap_or_default();
+                if std::env::var_os(&name).is_none() {
+                    return Err(invalid(
+                        &key("password_env"),
+                        format!("the name of a set environment variable ({name} is not set)"),
+                    ));
+                }
+                Some(PasswordSource::Env(name))
+            }
+            (None, None, None) => None,
+            (Some(p), None, None) | (None, None, Some(p)) => {
+                Some(PasswordSource::Inline(Secret::new(p)))
+            }
+            (None, Some(path), None) => {
+                let path = match base_dir {
+                    Some(base) if path.is_relative() => base.join(path),
+                    _ => path,
+                };
+                read_password_file(&path).map_err(|e| {
+                    invalid(
+                        &key("password_file"),
+                        format!("a readable file ({}: {})", path.display(), e.kind()),
+                    )
+                })?;
+                Some(PasswordSource::File(path))
+            }
+            _ => return Err(invalid(
+                &key("password"),
+                "only one of `password`, `password_file`, `password_env` or a password in the URL"
+                    .into(),
+            )),
+        };
+    if target.password_env.is_some() && !matches!(password, Some(PasswordSource::Env(_))) {
+        return Err(invalid(
+            &key("password_env"),
+            "only one of `password`, `password_file`, `password_env` or a password in the URL"
+                .into(),
+        ));
+    }
+    let config_command = target
+        .config_command
+        .unwrap_or_else(|| defaults.config_command.clone());
+    if config_command
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(invalid(
+            &key("config_command"),
+            "a single command name without spaces, or \"\" to turn CONFIG GET off".into(),
+        ));
+    }
+    let relative = |path: PathBuf| match base_dir {
+        Some(base) if path.is_relative() => base.join(path),
+        _ => path,
+    };
+    let is_tls = matches!(parsed.address, Address::Tcp { tls: true, .. });
+    let tls_keys_used = target.tls_ca_file.is_some()
+        || target.tls_cert_file.is_some()
+        || target.tls_key_file.is_some()
+        || target.tls_server_name.is_some()
+        || target.tls_insecure_skip_verify;
+    if tls_keys_used && !is_tls {
+        return Err(invalid(
+            &key("url"),
+            "a rediss:// URL, since tls_* keys are set for this target".into(),
+        ));
+    }
+    let readable = |field: &str, path: &Option<PathBuf>| -> Result<Option<PathBuf>, ConfigError> {
+        match path.clone().map(&relative) {
+            Some(path) => match std::fs::metadata(&path) {
+                Ok(_) => Ok(Some(path)),
+                Err(e) => Err(invalid(
+                    &key(field),
+                    format!("a readable PEM file ({}: {})", path.display(), e.kind()),
+                )),
+            },
+            None => Ok(None),
+        }
+    };
+    let client_cert = match (
+        readable("tls_cert_file", &target.tls_cert_file)?,
+        readable("tls_key_file", &target.tls_key_file)?,
+    ) {
+        (Some(cert), Some(key_file)) => Some((cert, key_file)),
+        (None, None) => None,
+        _ => {
+            return Err(invalid(
+                &key("tls_cert_file"),
+                "tls_cert_file and tls_key_file together, or neither".into(),
+            ))
+        }
+    };
+    let tls = is_tls.then(|| TlsClient {
+        ca_file: None,
+        client_cert,
+        server_name: target.tls_server_name.clone(),
+        insecure_skip_verify: target.tls_insecure_skip_verify,
+    });
+    let tls = match tls {
+        Some(mut tls) => {
+            tls.ca_file = readable("tls_ca_file", &target.tls_ca_file)?;
+            Some(tls)
+        }
+        None => None,
+    };
+    Ok(Target {
+        name,
+        labels,
+        address: parsed.address,
+        username,
+        password,
+        rdb_max_age: target.rdb_max_age.unwrap_or(defaults.rdb_max_age),
+        config_command: Some(config_command).filter(|c| !c.is_empty()),
+        log_file: target.log_file.map(relative),
+        data_dir: target.data_dir.map(relative),
+        tls,
+    })
+}
+
+fn is_valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_');
+    first_ok && !name.starts_with("__") && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Checks the `[[cluster]]` and `[[sentinel]]` sections at load time, so a bad seed URL or an
+/// unreadable password file is a config error rather than a runtime warning.
+fn validate_sources(
+    clusters: &[ClusterSdConfig],
+    sentinels: &[SentinelSdConfig],
+    origin: TargetOrigin<'_>,
+) -> Result<(), ConfigError> {
+    let invalid = |key: String, expected: &str| ConfigError::Invalid {
+        source_name: origin.source_name.to_owned(),
+        key,
+        expected: expected.to_owned(),
+    };
+    let check_name = |key: String, name: &str, seen: &mut BTreeSet<String>| {
+        if name.is_empty() || name.chars().any(|c| c.is_control() || c == '/') {
+            return Err(invalid(key, "a non-empty printable name without `/`"));
+        }
+        if !seen.insert(name.to_owned()) {
+            return Err(invalid(key, "a name unique among sources of this kind"));
+        }
+        Ok(())
+    };
+    let check_contacts = |key: &str, entries: &[String], template: &TargetTemplate| {
+        if entries.is_empty() {
+            return Err(invalid(
+                key.to_owned(),
+                "at least one `host:port` or redis:// URL",
+            ));
+        }
+        for (index, entry) in entries.iter().enumerate() {
+            template.build(
+                template.url_for(entry),
+                None,
+                BTreeMap::new(),
+                &format!("{key}[{index}]"),
+                origin,
+            )?;
+        }
+        Ok(())
+    };
+    let mut names = BTreeSet::new();
+    for (index, cluster) in clusters.iter().enumerate() {
+        let prefix = format!("cluster[{index}]");
+        check_name(format!("{prefix}.name"), &cluster.name, &mut names)?;
+        check_contacts(
+            &format!("{prefix}.seeds"),
+            &cluster.seeds,
+            &cluster.defaults,
+        )?;
+        positive_refresh(
+            origin.source_name,
+            &format!("{prefix}.refresh_interval"),
+            cluster.refresh_interval,
+        )?;
+    }
+    let mut names = BTreeSet::new();
+    for (index, sentinel) in sentinels.iter().enumerate() {
+        let prefix = format!("sentinel[{index}]");
+        check_name(format!("{prefix}.name"), &sentinel.name, &mut names)?;
+        check_contacts(
+            &format!("{prefix}.sentinels"),
+            &sentinel.sentinels,
+            &sentinel.sentinel_auth,
+        )?;
+        if sentinel
+            .masters
+            .iter()
+            .any(|m| m.is_empty() || m.contains('/'))
+        {
+            return Err(invalid(
+                format!("{prefix}.masters"),
+                "master names as given to `sentinel monitor`, non-empty and without `/`",
+            ));
+        }
+        positive_refresh(
+            origin.source_name,
+            &format!("{prefix}.refresh_interval"),
+            sentinel.refresh_interval,
+        )?;
+    }
+    Ok(())
+}
+
+/// A discovery source's refresh interval: zero would re-read its files or ask its nodes in a
+/// busy loop.
+fn positive_refresh(source_name: &str, key: &str, every: Duration) -> Result<(), ConfigError> {
+    if every.is_zero() {
+        return Err(ConfigError::Invalid {
+            source_name: source_name.to_owned(),
+            key: key.to_owned(),
+            expected: "a duration greater than zero, like \"30s\"".into(),
+        });
+    }
+    Ok(())
+}

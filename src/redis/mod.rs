@@ -1,0 +1,24 @@
+//! The only module that knows about `fred`, the Redis client.
+//!
+//! fred has had no release since early 2025, so everything it does for us sits behind the
+//! small surface here: open a [`Connection`] to a [`Target`], ask it for `INFO` (or one
+//! `CONFIG GET`), close it. Replacing the client means rewriting this file only.
+//!
+//! Reconnection is deliberately *not* fred's: a connection that fails or times out is
+//! dropped by the poller and a fresh one is opened on the next poll, inside that poll's
+//! deadline. That keeps a frozen server from queueing commands behind a dead socket.
+//!
+//! - `connection`: [`Connection`] and its commands, [`ClientError`].
+//! - `relay`: the byte-budget relay every connection goes through.
+//! - `tls`: the rustls client configuration for `rediss://`.
+
+mod connection;
+mod relay;
+mod tls;
+
+pub use connection::{ClientError, Connection, InfoScope};
+
+/// Removes the folder that holds this process's relay sockets. Call once polling stopped.
+pub fn cleanup() {
+    relay::remove_own_dir();
+}
