@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::card::CardState;
 use crate::config::Settings;
 use crate::discovery::Discovery;
 use crate::poller::{Poller, Schedule};
@@ -40,7 +41,7 @@ pub async fn run(settings: &Settings) -> Vec<TargetReport> {
 
 /// The exit code for a set of reports.
 pub fn exit_code(reports: &[TargetReport]) -> u8 {
-    if reports.iter().any(|r| r.card == "err") {
+    if reports.iter().any(|r| r.card == Some(CardState::Err)) {
         EXIT_ERR
     } else if reports.iter().any(|r| !r.up) {
         EXIT_UNREACHABLE

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::card::CardState;
 use crate::info::OpStatus;
-use crate::state::TargetState;
+use crate::state::{Snapshot, TargetState};
 
 /// How soon someone must act.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -42,8 +42,10 @@ pub struct TargetReport {
     pub up: bool,
     /// Why the last poll failed.
     pub poll_failure: Option<&'static str>,
-    /// `ok`, `err`, `not_applicable`, or `unknown` when the target is down.
-    pub card: &'static str,
+    /// The card, or `None` while the target is down or not polled yet; serialized as `ok`,
+    /// `err`, `not_applicable` or `unknown`.
+    #[serde(serialize_with = "card_label")]
+    pub card: Option<CardState>,
     /// Unix seconds when the card last changed (or was first seen).
     pub card_since_unix: Option<f64>,
     /// One line: what the card means on this target now.
@@ -103,6 +105,17 @@ pub struct Fields {
     pub config_available: Option<bool>,
 }
 
+impl TargetReport {
+    /// The card's label, `unknown` while the target is down.
+    pub fn card_label(&self) -> &'static str {
+        self.card.map_or("unknown", CardState::label)
+    }
+}
+
+fn card_label<S: serde::Serializer>(card: &Option<CardState>, out: S) -> Result<S::Ok, S::Error> {
+    out.serialize_str(card.map_or("unknown", CardState::label))
+}
+
 fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
@@ -114,13 +127,13 @@ fn human_bytes(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
-/// Reads one target's state as the brief would, at `now_unix`.
+/// Reads one target's state as the Last AOF Rewrite Status card would, at `now_unix`.
 pub fn read(state: &TargetState, now_unix: f64) -> TargetReport {
     let mut report = TargetReport {
         target: state.target.name.clone(),
         up: state.up,
         poll_failure: state.last_failure_reason,
-        card: "unknown",
+        card: None,
         card_since_unix: state.card_since_unix,
         headline: String::new(),
         urgency: Urgency::Now,
@@ -130,26 +143,41 @@ pub fn read(state: &TargetState, now_unix: f64) -> TargetReport {
         fields: Fields::default(),
     };
     let Some(snapshot) = state.current() else {
-        report.headline = match state.last_failure_reason {
-            Some(reason) => {
-                format!("Target unreachable ({reason}): its persistence state is unknown.")
-            }
-            None => "Not polled yet: persistence state unknown.".to_owned(),
-        };
-        report.next_steps = vec![
-            "Check that the Redis process is running and reachable from the exporter.".into(),
-            "Until it answers, nothing here says whether its data is durable.".into(),
-        ];
+        read_unreachable(state, &mut report);
         return report;
     };
+    report.fields = fields(state, snapshot, now_unix);
+    report.card = Some(snapshot.card);
+    report.causes = causes(state);
+    read_card(state, snapshot, &mut report);
+    read_write_status(snapshot, &mut report);
+    if snapshot.card == CardState::Err {
+        read_fallbacks(snapshot, &mut report);
+    }
+    read_aof_size(snapshot, &mut report);
+    report
+}
+
+/// A target with no snapshot: nothing is known about its persistence.
+fn read_unreachable(state: &TargetState, report: &mut TargetReport) {
+    report.headline = match state.last_failure_reason {
+        Some(reason) => format!("Target unreachable ({reason}): its persistence state is unknown."),
+        None => "Not polled yet: persistence state unknown.".to_owned(),
+    };
+    report.next_steps = vec![
+        "Check that the Redis process is running and reachable from the exporter.".into(),
+        "Until it answers, nothing here says whether its data is durable.".into(),
+    ];
+}
+
+/// The related fields of the latest snapshot.
+fn fields(state: &TargetState, snapshot: &Snapshot, now_unix: f64) -> Fields {
     let info = &snapshot.info;
     let aof = &state.diagnosis.aof;
     let rdb_age = info
         .rdb_last_save_timestamp_seconds
         .map(|at| (now_unix - at as f64).max(0.0));
-    let rdb_stale = rdb_age.map(|age| age > state.target.rdb_max_age.as_secs_f64());
-    let online_replicas = info.replicas.iter().filter(|r| r.state == "online").count();
-    report.fields = Fields {
+    Fields {
         aof_enabled: info.aof_enabled,
         aof_write_ok: info.aof_last_write_status.map(|s| s == OpStatus::Ok),
         aof_rewrite_in_progress: info.aof_rewrite_in_progress,
@@ -165,26 +193,35 @@ pub fn read(state: &TargetState, now_unix: f64) -> TargetReport {
             .filter(|_| snapshot.card == CardState::Err),
         rdb_last_bgsave_ok: info.rdb_last_bgsave_status.map(|s| s == OpStatus::Ok),
         rdb_last_save_age_seconds: rdb_age,
-        rdb_stale,
+        rdb_stale: rdb_age.map(|age| age > state.target.rdb_max_age.as_secs_f64()),
         connected_replicas: info.connected_replicas,
-        online_replicas,
+        online_replicas: info.replicas.iter().filter(|r| r.state == "online").count(),
         memory_used_ratio: info.memory_used_ratio(),
         data_dir_free_bytes: state.free_space.map(|f| f.bytes),
         config_available: state.redis_settings.available(),
-    };
-    report.card = snapshot.card.label();
-    for (mechanism, reason) in state.causes.by_mechanism() {
-        if let Some(reason) = reason {
-            report.causes.push(CauseReport {
+    }
+}
+
+/// The probable causes found in the Redis log, per mechanism.
+fn causes(state: &TargetState) -> Vec<CauseReport> {
+    state
+        .causes
+        .by_mechanism()
+        .into_iter()
+        .filter_map(|(mechanism, reason)| {
+            reason.map(|reason| CauseReport {
                 mechanism,
                 reason: reason.label(),
                 advice: reason.advice(),
-            });
-        }
-    }
+            })
+        })
+        .collect()
+}
 
-    let write_failed =
-        info.aof_enabled == Some(true) && info.aof_last_write_status == Some(OpStatus::Err);
+/// The headline, urgency and next steps for the card's state.
+fn read_card(state: &TargetState, snapshot: &Snapshot, report: &mut TargetReport) {
+    let info = &snapshot.info;
+    let aof = &state.diagnosis.aof;
     match snapshot.card {
         CardState::Ok => {
             report.headline = "ok: the last AOF rewrite finished cleanly.".into();
@@ -230,31 +267,46 @@ pub fn read(state: &TargetState, now_unix: f64) -> TargetReport {
             }
         }
     }
+}
+
+/// A failing AOF write outranks everything else on the card: writes may be lost.
+fn read_write_status(snapshot: &Snapshot, report: &mut TargetReport) {
+    let info = &snapshot.info;
+    let write_failed =
+        info.aof_enabled == Some(true) && info.aof_last_write_status == Some(OpStatus::Err);
     if write_failed {
         report.urgency = Urgency::Now;
         report.headline.push_str(" AOF WRITES ARE FAILING: recent writes may not have reached disk (data-loss risk); this is more severe than a failed rewrite.");
         report.next_steps.insert(0, "Act now on aof_last_write_status:err: free space or fix the volume so appends reach disk again.".into());
     }
-    if snapshot.card == CardState::Err {
-        match (rdb_stale, info.rdb_last_bgsave_status) {
-            (Some(true), _) | (_, Some(OpStatus::Err)) => {
-                report.urgency = Urgency::Now;
-                report.context.push(
-                    "The last RDB save is stale or failed too: a real durability gap; act fast."
-                        .into(),
-                );
-            }
-            (Some(false), _) => report
-                .context
-                .push("A recent RDB save exists: a fallback restore point is still there.".into()),
-            _ => {}
+}
+
+/// What still holds the data while the rewrite fails: an RDB save, live replicas.
+fn read_fallbacks(snapshot: &Snapshot, report: &mut TargetReport) {
+    let info = &snapshot.info;
+    let online_replicas = report.fields.online_replicas;
+    match (report.fields.rdb_stale, info.rdb_last_bgsave_status) {
+        (Some(true), _) | (_, Some(OpStatus::Err)) => {
+            report.urgency = Urgency::Now;
+            report.context.push(
+                "The last RDB save is stale or failed too: a real durability gap; act fast.".into(),
+            );
         }
-        if online_replicas > 0 {
-            report.context.push(format!(
-                "{online_replicas} replica(s) online: the data still has a live copy; fix this anyway, replicas can fail too."
-            ));
-        }
+        (Some(false), _) => report
+            .context
+            .push("A recent RDB save exists: a fallback restore point is still there.".into()),
+        _ => {}
     }
+    if online_replicas > 0 {
+        report.context.push(format!(
+            "{online_replicas} replica(s) online: the data still has a live copy; fix this anyway, replicas can fail too."
+        ));
+    }
+}
+
+/// The AOF's size and whether Redis's own rewrite threshold is overdue.
+fn read_aof_size(snapshot: &Snapshot, report: &mut TargetReport) {
+    let info = &snapshot.info;
     if let (Some(size), Some(base)) = (info.aof_current_size_bytes, info.aof_base_size_bytes) {
         report.context.push(format!(
             "AOF {} (base {}).",
@@ -265,7 +317,6 @@ pub fn read(state: &TargetState, now_unix: f64) -> TargetReport {
     if report.fields.aof_rewrite_overdue == Some(true) {
         report.context.push("The AOF is past this instance's own rewrite threshold and no rewrite runs: it is not being compacted.".into());
     }
-    report
 }
 
 /// Plain-text rendering for a terminal.
@@ -275,7 +326,8 @@ pub fn to_text(report: &TargetReport) -> String {
     let _ = writeln!(
         out,
         "{}: Last AOF Rewrite Status = {}",
-        report.target, report.card
+        report.target,
+        report.card_label()
     );
     let _ = writeln!(out, "  {}", report.headline);
     let _ = writeln!(
@@ -394,14 +446,14 @@ mod tests {
     #[test]
     fn ok_card_reads_ok() {
         let report = read(&state_from(&["aof_ok_before.txt"]), 1.0e10);
-        assert_eq!(report.card, "ok");
+        assert_eq!(report.card_label(), "ok");
         assert_eq!(report.urgency, Urgency::None);
     }
 
     #[test]
     fn stuck_err_says_so_and_gives_steps() {
         let report = read(&state_from(&["aof_rewrite_killed_x3_err.txt"]), 1.0e10);
-        assert_eq!(report.card, "err");
+        assert_eq!(report.card_label(), "err");
         assert!(report.fields.aof_rewrite_stuck);
         assert!(report.headline.contains("stuck"), "{}", report.headline);
         assert!(report.next_steps.iter().any(|s| s.contains("BGREWRITEAOF")));
@@ -411,7 +463,7 @@ mod tests {
     #[test]
     fn disabled_with_stale_err_is_not_applicable() {
         let report = read(&state_from(&["aof_disabled_stale_err.txt"]), 1.0e10);
-        assert_eq!(report.card, "not_applicable");
+        assert_eq!(report.card_label(), "not_applicable");
         assert_eq!(report.urgency, Urgency::None);
         assert!(report.context.iter().any(|c| c.contains("stale")));
     }
@@ -428,7 +480,7 @@ mod tests {
         let mut state = state_from(&[]);
         state.record_failure("refused", Duration::from_millis(1));
         let report = read(&state, 1.0);
-        assert_eq!(report.card, "unknown");
+        assert_eq!(report.card_label(), "unknown");
         assert!(report.headline.contains("refused"));
         assert_eq!(reason_from_label("disk_full"), Some(Reason::DiskFull));
     }

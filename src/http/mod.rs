@@ -19,6 +19,7 @@ use tower_http::timeout::TimeoutLayer;
 mod probe;
 mod web_config;
 
+use crate::card::CardState;
 use crate::config::Settings;
 use crate::metrics;
 use crate::report::{self, TargetReport};
@@ -185,10 +186,10 @@ async fn landing(State(AppState { store, renders, .. }): State<AppState>) -> Res
             store.with_all(|targets| targets.iter().map(|t| report::read(t, now)).collect());
         // What needs someone first: err, then unreachable, then the rest; by name within each.
         let rank = |r: &TargetReport| match r.card {
-            "err" => 0,
-            "unknown" => 1,
-            "ok" => 2,
-            _ => 3,
+            Some(CardState::Err) => 0,
+            None => 1,
+            Some(CardState::Ok) => 2,
+            Some(CardState::NotApplicable) => 3,
         };
         reports.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.target.cmp(&b.target)));
         status_page(&reports, now)
@@ -204,7 +205,10 @@ async fn landing(State(AppState { store, renders, .. }): State<AppState>) -> Res
 pub fn status_page(reports: &[TargetReport], now_unix: f64) -> String {
     use std::fmt::Write;
     let mut body = String::new();
-    let errs = reports.iter().filter(|r| r.card == "err").count();
+    let errs = reports
+        .iter()
+        .filter(|r| r.card == Some(CardState::Err))
+        .count();
     let down = reports.iter().filter(|r| !r.up).count();
     let _ = write!(
         body,
@@ -213,10 +217,10 @@ pub fn status_page(reports: &[TargetReport], now_unix: f64) -> String {
     );
     for r in reports {
         let (class, label) = match r.card {
-            "ok" => ("ok", "ok"),
-            "err" => ("err", "err"),
-            "not_applicable" => ("na", "n/a"),
-            _ => ("unknown", "unknown"),
+            Some(CardState::Ok) => ("ok", "ok"),
+            Some(CardState::Err) => ("err", "err"),
+            Some(CardState::NotApplicable) => ("na", "n/a"),
+            None => ("unknown", "unknown"),
         };
         let since = r
             .card_since_unix
@@ -234,7 +238,7 @@ pub fn status_page(reports: &[TargetReport], now_unix: f64) -> String {
                 "<span class=\"tag stuck\">stuck: {} failed attempts</span>",
                 r.fields.aof_rewrite_failures_in_streak
             )
-        } else if r.card == "err" {
+        } else if r.card == Some(CardState::Err) {
             "<span class=\"tag\">1 failed attempt so far</span>".to_owned()
         } else if r.fields.aof_rewrite_transient_recoveries > 0 {
             format!(
