@@ -549,7 +549,7 @@ fn parse_replica(value: &str) -> Option<Replica> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
