@@ -78,9 +78,7 @@ pub fn classify_line(line: &str) -> Option<(FailureKind, Reason)> {
     let lower = line.to_ascii_lowercase();
     // Redis prefixes each line with `pid:role`; role `C` is a forked child, which only ever
     // rewrites the AOF or saves the RDB, so its write errors belong to that operation.
-    let from_child = line.split_once(':').is_some_and(|(pid, rest)| {
-        pid.bytes().all(|b| b.is_ascii_digit()) && rest.starts_with("C ")
-    });
+    let from_child = from_child(line);
     let mentions_aof = lower.contains("append only") || lower.contains("aof");
     let kind = if from_child {
         if mentions_aof {
@@ -90,7 +88,12 @@ pub fn classify_line(line: &str) -> Option<(FailureKind, Reason)> {
         } else {
             return None;
         }
-    } else if lower.contains("rewrite") || lower.contains("append only file in background") {
+    } else if lower.contains("rewrite")
+        || lower.contains("append only file in background")
+        // Redis 7.0+ and Valkey write the AOF manifest only when a rewrite starts or ends;
+        // on a full disk BGREWRITEAOF fails there, before any fork, with no "rewrite" word.
+        || lower.contains("aof manifest")
+    {
         FailureKind::AofRewrite
     } else if mentions_aof {
         FailureKind::AofWrite
@@ -138,6 +141,76 @@ pub fn classify_line(line: &str) -> Option<(FailureKind, Reason)> {
         Reason::Unknown
     };
     Some((kind, reason))
+}
+
+/// What the Redis log says happened since the poller last read it (sidecar mode): the
+/// evidence INFO's counters miss (a refused fork on 6.2, a full disk before any fork).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogEvidence {
+    /// AOF rewrite attempts that ended in failure, one per attempt.
+    pub aof_rewrite_failures: u32,
+    /// AOF rewrites that finished successfully.
+    pub aof_rewrite_successes: u32,
+    /// RDB background saves that ended in failure, one per attempt.
+    pub rdb_bgsave_failures: u32,
+    /// RDB background saves that finished successfully.
+    pub rdb_bgsave_successes: u32,
+    /// Reason of the latest AOF rewrite failure in the text (the latest specific one).
+    pub aof_rewrite_cause: Option<Reason>,
+    /// Reason of the latest RDB save failure in the text (the latest specific one).
+    pub rdb_bgsave_cause: Option<Reason>,
+}
+
+/// Counts attempts in the log text written since the last poll. One failed attempt can take
+/// two lines (the child's specific one and the parent's "terminated with error"), so only the
+/// parent's lines are counted; the child's only sharpen the cause.
+pub fn log_evidence(text: &str) -> LogEvidence {
+    let mut evidence = LogEvidence::default();
+    for line in text.lines() {
+        if is_success(line, FailureKind::AofRewrite)
+            && !line
+                .to_ascii_lowercase()
+                .contains("terminated with success")
+        {
+            // 7.0+ log "terminated with success" when the child exits, then may still fail
+            // on the manifest; "finished successfully" is the end of a good rewrite.
+            evidence.aof_rewrite_successes += 1;
+            continue;
+        }
+        if is_success(line, FailureKind::RdbBgsave) {
+            evidence.rdb_bgsave_successes += 1;
+            continue;
+        }
+        let Some((kind, reason)) = classify_line(line) else {
+            continue;
+        };
+        let (failures, cause) = match kind {
+            FailureKind::AofRewrite => (
+                &mut evidence.aof_rewrite_failures,
+                &mut evidence.aof_rewrite_cause,
+            ),
+            FailureKind::RdbBgsave => (
+                &mut evidence.rdb_bgsave_failures,
+                &mut evidence.rdb_bgsave_cause,
+            ),
+            FailureKind::AofWrite => continue,
+        };
+        if !from_child(line) {
+            *failures = failures.saturating_add(1);
+        }
+        // A specific reason is not overwritten by the parent's generic line that follows it.
+        if reason != Reason::Unknown || cause.is_none() {
+            *cause = Some(reason);
+        }
+    }
+    evidence
+}
+
+/// Redis prefixes each line with `pid:role`; role `C` is a forked child.
+fn from_child(line: &str) -> bool {
+    line.split_once(':').is_some_and(|(pid, rest)| {
+        pid.bytes().all(|b| b.is_ascii_digit()) && rest.starts_with("C ")
+    })
 }
 
 /// Whether a line says `kind` succeeded (or recovered), which ends a failure episode.
@@ -231,6 +304,53 @@ mod tests {
         for (line, kind, reason) in cases {
             assert_eq!(classify_line(line), Some((kind, reason)), "{line}");
         }
+    }
+
+    #[test]
+    fn full_disk_manifest_line_is_a_rewrite_failure() {
+        // Redis 7.0.15, Valkey 8.1.8 and 9.1.2, BGREWRITEAOF on a full tmpfs: no fork happens.
+        let line = "18691:M 02 Dec 2026 12:40:52.504 # Error trying to write the temporary AOF manifest file temp-appendonly.aof.manifest: No space left on device";
+        assert_eq!(
+            classify_line(line),
+            Some((FailureKind::AofRewrite, Reason::DiskFull))
+        );
+        assert_eq!(
+            latest_reason(line, FailureKind::AofRewrite),
+            Some(Reason::DiskFull)
+        );
+        assert_eq!(latest_reason(line, FailureKind::AofWrite), None);
+    }
+
+    #[test]
+    fn log_evidence_counts_one_per_attempt() {
+        // Redis 6.2.14: two rewrites on a full disk, each logged by child and parent, then a
+        // refused fork, which INFO does not show at all on 6.2.
+        let log = "19875:M 02 Dec 2026 12:41:08.052 * Background append only file rewriting started by pid 19915\n\
+            19915:C 02 Dec 2026 12:41:08.053 # Write error writing append only file on disk: No space left on device\n\
+            19875:M 02 Dec 2026 12:41:08.105 # Background AOF rewrite terminated with error\n\
+            19922:C 02 Dec 2026 12:41:08.157 # Write error writing append only file on disk: No space left on device\n\
+            19875:M 02 Dec 2026 12:41:08.206 # Background AOF rewrite terminated with error\n\
+            19770:M 02 Dec 2026 12:41:06.264 # Can't rewrite append only file in background: fork: Resource temporarily unavailable\n\
+            19770:M 02 Dec 2026 12:41:06.469 # Can't save in background: fork: Resource temporarily unavailable\n\
+            19539:M 02 Dec 2026 12:41:05.915 # Background saving terminated by signal 9\n\
+            19875:M 02 Dec 2026 12:41:08.509 * Background AOF rewrite terminated with success\n\
+            19875:M 02 Dec 2026 12:41:08.509 * Background AOF rewrite finished successfully\n";
+        assert_eq!(
+            log_evidence(log),
+            LogEvidence {
+                aof_rewrite_failures: 3,
+                aof_rewrite_successes: 1,
+                rdb_bgsave_failures: 2,
+                rdb_bgsave_successes: 0,
+                aof_rewrite_cause: Some(Reason::ForkFailed),
+                rdb_bgsave_cause: Some(Reason::ChildKilled),
+            }
+        );
+        let manifest = "1:M x # Error trying to write the temporary AOF manifest file temp-appendonly.aof.manifest: No space left on device\n";
+        let evidence = log_evidence(&manifest.repeat(2));
+        assert_eq!(evidence.aof_rewrite_failures, 2);
+        assert_eq!(evidence.aof_rewrite_cause, Some(Reason::DiskFull));
+        assert_eq!(log_evidence(""), LogEvidence::default());
     }
 
     #[test]

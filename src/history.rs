@@ -8,7 +8,15 @@
 //! - the attempt counter moved (`aof_rewrites`, `rdb_saves`);
 //! - Redis's consecutive-failure counter moved;
 //! - a running operation was seen and has since finished;
-//! - the status flipped.
+//! - the status flipped;
+//! - `total_forks`: before 7.0 a refused fork still counts a fork, so forks are attempts when
+//!   only one mechanism can have made them; from 7.0 a refused fork counts an attempt but no
+//!   fork, so rewrite attempts beyond the forks were refused;
+//! - in sidecar mode, the failure and success lines of the Redis log since the last poll
+//!   ([`LogEvidence`]): the only witness of a refused rewrite fork on 6.2 (the status stays
+//!   ok) and of repeated rewrites on a full disk (7.0+ fail before any fork, nothing moves).
+//!
+//! See docs/servers.md for what each server was measured to do.
 //!
 //! The history survives a target's brief disconnect (it lives in the target's state, which
 //! outlives failed polls) but is reset when the Redis server restarts (a new `run_id`, or
@@ -18,6 +26,7 @@
 //! failure that was already stuck is stuck again at once on Redis 7.0+, and after the next
 //! failed attempt on older servers.
 
+use crate::cause::LogEvidence;
 use crate::info::{Info, OpStatus};
 
 /// Which background operation a history follows.
@@ -62,6 +71,19 @@ impl Observation {
     }
 }
 
+/// What a poll knows besides the mechanism's own fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Evidence {
+    /// Attempts since the last poll, inferred from `total_forks`, for a server that has no
+    /// attempt counter of its own (before 7.0, where a refused fork still counts a fork).
+    pub fork_attempts: Option<u64>,
+    /// Forks refused since the last poll, at least: attempts the counter saw that `total_forks`
+    /// did not (7.0+ count a refused fork as an attempt but not as a fork).
+    pub refused_forks: u64,
+    /// `(failed, finished)` attempts in the log since the last poll, in sidecar mode.
+    pub log: Option<(u64, u64)>,
+}
+
 /// The derived state of one mechanism on one target.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct History {
@@ -77,8 +99,18 @@ pub struct History {
 }
 
 impl History {
-    /// Folds in one poll's observation taken at `now_unix`.
+    /// Folds in one poll's observation taken at `now_unix`, with INFO's own evidence only.
     pub fn observe(&mut self, current: Observation, now_unix: f64) {
+        self.observe_with(current, now_unix, Evidence::default());
+    }
+
+    /// Folds in one poll's observation with the evidence from outside its fields.
+    ///
+    /// Failures between two polls are placed together just before the poll's outcome: an
+    /// interval ending in err adds them to the streak; one that began in err and ends ok
+    /// adds all attempts but the last (N attempts ending in ok are at most N-1 failures),
+    /// then ends the streak. Only the log can say there was a success in between.
+    pub fn observe_with(&mut self, current: Observation, now_unix: f64, evidence: Evidence) {
         let failed_now = current.status == Some(OpStatus::Err);
         let previous = self.previous.replace(current);
         let Some(previous) = previous else {
@@ -95,7 +127,7 @@ impl History {
 
         let counter_delta = match (previous.attempts, current.attempts) {
             (Some(before), Some(after)) => after.saturating_sub(before),
-            _ => 0,
+            _ => evidence.fork_attempts.unwrap_or(0),
         };
         let consecutive_delta = match (previous.consecutive_failures, current.consecutive_failures)
         {
@@ -111,6 +143,7 @@ impl History {
             .max(flipped)
             .max(consecutive_delta);
 
+        let log_failures = evidence.log.map_or(0, |(failed, _)| failed);
         if failed_now {
             // At least one of the completed attempts failed if we got here through a flip;
             // while already in err, every completed attempt failed (a success would have
@@ -119,22 +152,46 @@ impl History {
                 completed
             } else {
                 completed.max(1)
-            };
-            if self.streak_failures == 0 {
-                self.err_since_unix = Some(now_unix);
             }
-            self.streak_failures += failed;
-            self.failed_attempts_total += failed;
+            .max(log_failures)
+            .max(evidence.refused_forks);
+            self.add_failures(failed, now_unix);
             if let Some(redis_count) = current.consecutive_failures {
                 self.streak_failures = self.streak_failures.max(redis_count);
             }
         } else if current.status == Some(OpStatus::Ok) {
-            if self.streak_failures == 1 {
-                self.transient_recoveries_total += 1;
+            let failed = match evidence.log {
+                Some((failed, _)) => failed,
+                None if previous.status == Some(OpStatus::Err) => completed.saturating_sub(1),
+                None => 0,
             }
-            self.streak_failures = 0;
-            self.err_since_unix = None;
+            .max(evidence.refused_forks);
+            // Before 7.0 a refused rewrite fork leaves the status ok: a failure in the log
+            // with no success after it does not end the streak.
+            let succeeded = match evidence.log {
+                Some((failed, finished)) => finished > 0 || completed > failed,
+                None => true,
+            };
+            self.add_failures(failed, now_unix);
+            if succeeded {
+                if self.streak_failures == 1 {
+                    self.transient_recoveries_total += 1;
+                }
+                self.streak_failures = 0;
+                self.err_since_unix = None;
+            }
         }
+    }
+
+    fn add_failures(&mut self, failed: u64, now_unix: f64) {
+        if failed == 0 {
+            return;
+        }
+        if self.streak_failures == 0 {
+            self.err_since_unix = Some(now_unix);
+        }
+        self.streak_failures += failed;
+        self.failed_attempts_total += failed;
     }
 
     /// The failure survived more than one attempt: the brief's "real problem".
@@ -157,11 +214,20 @@ pub struct Diagnosis {
     pub rdb: History,
     run_id: Option<String>,
     uptime_seconds: Option<u64>,
+    total_forks: Option<u64>,
+    rdb_last_save: Option<u64>,
 }
 
 impl Diagnosis {
-    /// Folds in one successful poll.
+    /// Folds in one successful poll, with INFO's own evidence only.
     pub fn observe(&mut self, info: &Info, now_unix: f64) {
+        self.observe_with(info, now_unix, None);
+    }
+
+    /// Folds in one successful poll and, in sidecar mode, what the Redis log says happened
+    /// since the previous one ([`crate::cause::log_evidence`] of the new log text; `None`
+    /// when the log is not read).
+    pub fn observe_with(&mut self, info: &Info, now_unix: f64, log: Option<&LogEvidence>) {
         let restarted = match (&self.run_id, &info.run_id) {
             (Some(before), Some(after)) => before != after,
             _ => {
@@ -175,12 +241,63 @@ impl Diagnosis {
         // clone_from reuses the buffer: the run id is the same on almost every poll.
         self.run_id.clone_from(&info.run_id);
         self.uptime_seconds = info.uptime_seconds;
-        self.aof.observe(
-            Observation::from_info(Mechanism::AofRewrite, info),
-            now_unix,
-        );
-        self.rdb
-            .observe(Observation::from_info(Mechanism::RdbBgsave, info), now_unix);
+        let aof = Observation::from_info(Mechanism::AofRewrite, info);
+        let rdb = Observation::from_info(Mechanism::RdbBgsave, info);
+        let (mut aof_evidence, mut rdb_evidence) = self.fork_evidence(info, &aof, &rdb);
+        if let Some(log) = log {
+            aof_evidence.log = Some((
+                u64::from(log.aof_rewrite_failures),
+                u64::from(log.aof_rewrite_successes),
+            ));
+            rdb_evidence.log = Some((
+                u64::from(log.rdb_bgsave_failures),
+                u64::from(log.rdb_bgsave_successes),
+            ));
+        }
+        self.total_forks = info.total_forks;
+        self.rdb_last_save = info.rdb_last_save_timestamp_seconds;
+        self.aof.observe_with(aof, now_unix, aof_evidence);
+        self.rdb.observe_with(rdb, now_unix, rdb_evidence);
+    }
+
+    /// What `total_forks` says since the last poll, per mechanism.
+    fn fork_evidence(
+        &self,
+        info: &Info,
+        aof: &Observation,
+        rdb: &Observation,
+    ) -> (Evidence, Evidence) {
+        let (mut aof_evidence, mut rdb_evidence) = (Evidence::default(), Evidence::default());
+        let (Some(before), Some(after)) = (self.total_forks, info.total_forks) else {
+            return (aof_evidence, rdb_evidence);
+        };
+        let forks = after.saturating_sub(before);
+        let (Some(aof_before), Some(rdb_before)) = (self.aof.previous, self.rdb.previous) else {
+            return (aof_evidence, rdb_evidence);
+        };
+        match (aof_before.attempts, aof.attempts) {
+            (Some(b), Some(a)) => {
+                // Every fork may have been a rewrite's, so the rest of the attempts, at least,
+                // were refused. (Not for RDB: a foreground SAVE counts an attempt, no fork.)
+                aof_evidence.refused_forks = a.saturating_sub(b).saturating_sub(forks);
+            }
+            _ => {
+                // Before 7.0: a refused fork counts a fork, so forks are attempts, when only
+                // one mechanism can have made them. A successful save moves rdb_last_save_time.
+                let active = |before: &Observation, now: &Observation| {
+                    before.status != now.status || before.in_progress || now.in_progress
+                };
+                let saved = self.rdb_last_save != info.rdb_last_save_timestamp_seconds;
+                let rdb_active = active(&rdb_before, rdb) || saved;
+                let aof_active = active(&aof_before, aof) || aof.status == Some(OpStatus::Err);
+                if aof_active && !rdb_active {
+                    aof_evidence.fork_attempts = Some(forks);
+                } else if rdb_active && !aof_active {
+                    rdb_evidence.fork_attempts = Some(forks);
+                }
+            }
+        }
+        (aof_evidence, rdb_evidence)
     }
 }
 
@@ -279,6 +396,153 @@ mod tests {
         }
         assert_eq!(h.streak_failures, 1);
         assert!(!h.stuck());
+    }
+
+    /// An INFO reply of one run of a server, from `field:value` pairs.
+    fn info(fields: &str) -> Info {
+        crate::info::parse(&format!(
+            "run_id:r\naof_enabled:1\n{}",
+            fields.replace(' ', "\n")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn failure_then_success_between_polls_is_stuck_then_recovered() {
+        // Measured on every server: after an observed err, a second killed rewrite and a clean
+        // one within one poll moved aof_rewrites 1 to 3. Truth: 2 failures, then recovery.
+        // (This used to record 1 failure and a transient recovery.)
+        let mut h = History::default();
+        h.observe(obs(Ok, false, Some(0), Some(0)), 1.0);
+        h.observe(obs(Err, false, Some(1), Some(1)), 2.0);
+        h.observe(obs(Ok, false, Some(3), Some(0)), 3.0);
+        assert_eq!(h.failed_attempts_total, 2);
+        assert_eq!(
+            h.transient_recoveries_total, 0,
+            "a two-failure streak is not transient"
+        );
+        assert_eq!(h.streak_failures, 0);
+        // Redis 6.2: no aof_rewrites; total_forks moved 2 while RDB was idle.
+        let mut d = Diagnosis::default();
+        d.observe(&info("aof_last_bgrewrite_status:ok total_forks:1"), 1.0);
+        d.observe(&info("aof_last_bgrewrite_status:err total_forks:2"), 2.0);
+        d.observe(&info("aof_last_bgrewrite_status:ok total_forks:4"), 3.0);
+        assert_eq!(d.aof.failed_attempts_total, 2);
+        assert_eq!(d.aof.transient_recoveries_total, 0);
+        assert_eq!(d.rdb.failed_attempts_total, 0);
+    }
+
+    #[test]
+    fn two_successes_between_polls_are_no_failure() {
+        let mut h = History::default();
+        h.observe(obs(Ok, false, Some(0), Some(0)), 1.0);
+        h.observe(obs(Ok, false, Some(2), Some(0)), 2.0);
+        assert_eq!(h.failed_attempts_total, 0);
+        assert_eq!(h.transient_recoveries_total, 0);
+    }
+
+    #[test]
+    fn refused_bgsave_forks_on_6_2_are_counted_by_total_forks() {
+        // Redis 6.2.14: two refused BGSAVE forks set rdb_last_bgsave_status:err and moved
+        // total_forks 0 to 2. (This used to record 1 failure, not stuck, then transient.)
+        let mut d = Diagnosis::default();
+        let rdb = |status: &str, forks: u64, saved: u64| {
+            info(&format!("aof_last_bgrewrite_status:ok rdb_last_bgsave_status:{status} total_forks:{forks} rdb_last_save_time:{saved}"))
+        };
+        d.observe(&rdb("ok", 0, 100), 1.0);
+        d.observe(&rdb("err", 2, 100), 2.0);
+        assert_eq!(d.rdb.failed_attempts_total, 2);
+        assert!(d.rdb.stuck());
+        assert_eq!(d.aof.failed_attempts_total, 0);
+        d.observe(&rdb("ok", 3, 200), 3.0);
+        assert_eq!(d.rdb.transient_recoveries_total, 0);
+        assert!(!d.rdb.stuck());
+    }
+
+    #[test]
+    fn refused_fork_then_success_between_polls_on_7_0() {
+        // 7.0+: a refused fork counts in aof_rewrites, not in total_forks.
+        let mut d = Diagnosis::default();
+        d.observe(&info("aof_last_bgrewrite_status:ok aof_rewrites:1 aof_rewrites_consecutive_failures:0 total_forks:1"), 1.0);
+        d.observe(&info("aof_last_bgrewrite_status:ok aof_rewrites:3 aof_rewrites_consecutive_failures:0 total_forks:2"), 2.0);
+        assert_eq!(d.aof.failed_attempts_total, 1);
+        assert_eq!(d.aof.transient_recoveries_total, 1);
+    }
+
+    #[test]
+    fn full_disk_before_any_fork_needs_the_log() {
+        // 7.0+: the manifest write fails before any fork; aof_rewrites, consecutive failures
+        // and total_forks do not move. Only the flip and the log show the attempts.
+        let err = info("aof_last_bgrewrite_status:err aof_rewrites:0 aof_rewrites_consecutive_failures:0 total_forks:0");
+        let ok = info("aof_last_bgrewrite_status:ok aof_rewrites:1 aof_rewrites_consecutive_failures:0 total_forks:1");
+        let healthy = info("aof_last_bgrewrite_status:ok aof_rewrites:0 aof_rewrites_consecutive_failures:0 total_forks:0");
+        let failures = |n| LogEvidence {
+            aof_rewrite_failures: n,
+            aof_rewrite_cause: Some(crate::cause::Reason::DiskFull),
+            ..LogEvidence::default()
+        };
+        let finished = LogEvidence {
+            aof_rewrite_successes: 1,
+            ..LogEvidence::default()
+        };
+        let mut d = Diagnosis::default();
+        d.observe_with(&healthy, 1.0, Some(&LogEvidence::default()));
+        d.observe_with(&err, 2.0, Some(&failures(1)));
+        d.observe_with(&err, 3.0, Some(&failures(1)));
+        assert_eq!(d.aof.failed_attempts_total, 2);
+        assert!(d.aof.stuck());
+        assert_eq!(d.aof.err_since_unix, Some(2.0));
+        d.observe_with(&ok, 4.0, Some(&finished));
+        assert_eq!(d.aof.transient_recoveries_total, 0);
+        assert!(!d.aof.stuck());
+        // Without the log the repeated attempt is invisible: the limit of INFO alone.
+        let mut d = Diagnosis::default();
+        d.observe(&healthy, 1.0);
+        d.observe(&err, 2.0);
+        d.observe(&err, 3.0);
+        assert_eq!(d.aof.failed_attempts_total, 1);
+    }
+
+    #[test]
+    fn refused_rewrite_fork_on_6_2_is_only_in_the_log() {
+        // Redis 6.2.14: a refused BGREWRITEAOF fork leaves aof_last_bgrewrite_status:ok and
+        // adds one to total_forks; the log says "Can't rewrite append only file in
+        // background: fork: Resource temporarily unavailable".
+        let refused = LogEvidence {
+            aof_rewrite_failures: 1,
+            aof_rewrite_cause: Some(crate::cause::Reason::ForkFailed),
+            ..LogEvidence::default()
+        };
+        let mut d = Diagnosis::default();
+        d.observe_with(
+            &info("aof_last_bgrewrite_status:ok total_forks:0"),
+            1.0,
+            Some(&LogEvidence::default()),
+        );
+        d.observe_with(
+            &info("aof_last_bgrewrite_status:ok total_forks:1"),
+            2.0,
+            Some(&refused),
+        );
+        d.observe_with(
+            &info("aof_last_bgrewrite_status:ok total_forks:2"),
+            3.0,
+            Some(&refused),
+        );
+        assert_eq!(d.aof.failed_attempts_total, 2);
+        assert_eq!(d.aof.streak_failures, 2, "no success in between");
+        assert_eq!(d.aof.err_since_unix, Some(2.0));
+        let finished = LogEvidence {
+            aof_rewrite_successes: 1,
+            ..LogEvidence::default()
+        };
+        d.observe_with(
+            &info("aof_last_bgrewrite_status:ok total_forks:3"),
+            4.0,
+            Some(&finished),
+        );
+        assert_eq!(d.aof.streak_failures, 0);
+        assert_eq!(d.aof.transient_recoveries_total, 0);
     }
 
     #[test]

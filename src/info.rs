@@ -39,6 +39,25 @@ pub enum OpStatus {
     Err,
 }
 
+/// The server software, from `server_name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// Redis (no `server_name`, or any other name).
+    Redis,
+    /// Valkey (`server_name:valkey`).
+    Valkey,
+}
+
+impl Server {
+    /// The `server` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Server::Redis => "redis",
+            Server::Valkey => "valkey",
+        }
+    }
+}
+
 /// One connected replica, from a `slaveN:` line of the replication section.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Replica {
@@ -54,8 +73,13 @@ pub struct Replica {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Info {
     // Server
-    /// `redis_version`
+    /// `redis_version`. Valkey sends the Redis version it is compatible with (7.2.4 on
+    /// Valkey 8 and 9); its own is [`Info::valkey_version`].
     pub redis_version: Option<String>,
+    /// `server_name`: `valkey` on Valkey 8+, absent on Redis.
+    pub server_name: Option<String>,
+    /// `valkey_version` (Valkey 8+): the server's real version.
+    pub valkey_version: Option<String>,
     /// `run_id`: changes when the server restarts, which resets derived history.
     pub run_id: Option<String>,
     /// `uptime_in_seconds`
@@ -94,6 +118,15 @@ pub struct Info {
     pub aof_rewrites_consecutive_failures: Option<u64>,
     /// `aof_last_rewrite_time_sec`; Redis's `-1` ("never") is `None`.
     pub aof_last_rewrite_duration_seconds: Option<u64>,
+    /// `aof_current_rewrite_time_sec`: how long the running rewrite has run; `-1` (none runs)
+    /// is `None`.
+    pub aof_current_rewrite_duration_seconds: Option<u64>,
+    /// `aof_delayed_fsync`: fsyncs of `appendfsync everysec` that waited for a slow one still
+    /// running; absent while AOF is off.
+    pub aof_delayed_fsync: Option<u64>,
+    /// `aof_pending_bio_fsync`: fsync jobs queued in the background I/O thread; absent while
+    /// AOF is off.
+    pub aof_pending_bio_fsync: Option<u64>,
     /// `rdb_last_bgsave_status`
     pub rdb_last_bgsave_status: Option<OpStatus>,
     /// `rdb_last_save_time` (Unix seconds)
@@ -104,10 +137,25 @@ pub struct Info {
     pub rdb_bgsave_in_progress: Option<bool>,
     /// `rdb_last_bgsave_time_sec`; `-1` is `None`.
     pub rdb_last_bgsave_duration_seconds: Option<u64>,
+    /// `rdb_current_bgsave_time_sec`: how long the running save has run; `-1` is `None`.
+    pub rdb_current_bgsave_duration_seconds: Option<u64>,
     /// `rdb_last_cow_size`
     pub rdb_last_cow_size_bytes: Option<u64>,
-    /// `rdb_saves` (Redis 7.0 and later)
+    /// `rdb_saves` (Redis 7.0 and later). Counts attempts, not saves: it goes up on a refused
+    /// fork, a killed child and a foreground `SAVE` too.
     pub rdb_saves: Option<u64>,
+
+    // A running fork child (AOF rewrite, RDB save or module fork); 0 when none runs.
+    /// `current_cow_size`: copy-on-write memory of the running child so far.
+    pub current_cow_size_bytes: Option<u64>,
+    /// `current_cow_peak` (Redis 7.0 and later): the running child's peak copy-on-write.
+    pub current_cow_peak_bytes: Option<u64>,
+    /// `current_fork_perc`: progress of the running child, 0 to 100.
+    pub current_fork_perc: Option<f64>,
+    /// `current_save_keys_processed`: keys the running child has written.
+    pub current_save_keys_processed: Option<u64>,
+    /// `current_save_keys_total`: keys the running child will write.
+    pub current_save_keys_total: Option<u64>,
 
     // Stats
     /// `total_forks`
@@ -136,6 +184,27 @@ impl Info {
         }
     }
 
+    /// Which server this is: `valkey` when it says so in `server_name`, else `redis`.
+    pub fn server(&self) -> Server {
+        match self.server_name.as_deref() {
+            Some(name) if name.eq_ignore_ascii_case("valkey") => Server::Valkey,
+            _ if self.valkey_version.is_some() => Server::Valkey,
+            _ => Server::Redis,
+        }
+    }
+
+    /// The server's own version: `valkey_version` on Valkey (whose `redis_version` is the
+    /// Redis version it is compatible with), else `redis_version`.
+    pub fn server_version(&self) -> Option<&str> {
+        match self.server() {
+            Server::Valkey => self
+                .valkey_version
+                .as_deref()
+                .or(self.redis_version.as_deref()),
+            Server::Redis => self.redis_version.as_deref(),
+        }
+    }
+
     /// `used_memory / maxmemory`, when maxmemory is set.
     pub fn memory_used_ratio(&self) -> Option<f64> {
         match (self.used_memory_bytes, self.maxmemory_bytes) {
@@ -156,6 +225,8 @@ impl Info {
             }
         }
         fill(&mut self.redis_version, &mut from.redis_version);
+        fill(&mut self.server_name, &mut from.server_name);
+        fill(&mut self.valkey_version, &mut from.valkey_version);
         fill(&mut self.run_id, &mut from.run_id);
         fill(&mut self.uptime_seconds, &mut from.uptime_seconds);
         fill(&mut self.used_memory_bytes, &mut from.used_memory_bytes);
@@ -204,6 +275,8 @@ macro_rules! fields {
 
 fields! {
     RedisVersion => "redis_version",
+    ServerName => "server_name",
+    ValkeyVersion => "valkey_version",
     RunId => "run_id",
     UptimeInSeconds => "uptime_in_seconds",
     UsedMemory => "used_memory",
@@ -221,6 +294,9 @@ fields! {
     AofRewrites => "aof_rewrites",
     AofRewritesConsecutiveFailures => "aof_rewrites_consecutive_failures",
     AofLastRewriteTimeSec => "aof_last_rewrite_time_sec",
+    AofCurrentRewriteTimeSec => "aof_current_rewrite_time_sec",
+    AofDelayedFsync => "aof_delayed_fsync",
+    AofPendingBioFsync => "aof_pending_bio_fsync",
     RdbLastBgsaveStatus => "rdb_last_bgsave_status",
     RdbLastSaveTime => "rdb_last_save_time",
     RdbChangesSinceLastSave => "rdb_changes_since_last_save",
@@ -228,6 +304,12 @@ fields! {
     RdbLastBgsaveTimeSec => "rdb_last_bgsave_time_sec",
     RdbLastCowSize => "rdb_last_cow_size",
     RdbSaves => "rdb_saves",
+    RdbCurrentBgsaveTimeSec => "rdb_current_bgsave_time_sec",
+    CurrentCowSize => "current_cow_size",
+    CurrentCowPeak => "current_cow_peak",
+    CurrentForkPerc => "current_fork_perc",
+    CurrentSaveKeysProcessed => "current_save_keys_processed",
+    CurrentSaveKeysTotal => "current_save_keys_total",
     TotalForks => "total_forks",
     LatestForkUsec => "latest_fork_usec",
     Role => "role",
@@ -246,6 +328,8 @@ pub fn parse(text: &str) -> Result<Info, ParseError> {
     };
     let mut info = Info {
         redis_version: reader.text(Field::RedisVersion),
+        server_name: reader.text(Field::ServerName),
+        valkey_version: reader.text(Field::ValkeyVersion),
         run_id: reader.text(Field::RunId),
         uptime_seconds: reader.get(Field::UptimeInSeconds),
         used_memory_bytes: reader.get(Field::UsedMemory),
@@ -263,6 +347,9 @@ pub fn parse(text: &str) -> Result<Info, ParseError> {
         aof_rewrites: reader.get(Field::AofRewrites),
         aof_rewrites_consecutive_failures: reader.get(Field::AofRewritesConsecutiveFailures),
         aof_last_rewrite_duration_seconds: reader.duration(Field::AofLastRewriteTimeSec),
+        aof_current_rewrite_duration_seconds: reader.duration(Field::AofCurrentRewriteTimeSec),
+        aof_delayed_fsync: reader.get(Field::AofDelayedFsync),
+        aof_pending_bio_fsync: reader.get(Field::AofPendingBioFsync),
         rdb_last_bgsave_status: reader.get(Field::RdbLastBgsaveStatus),
         rdb_last_save_timestamp_seconds: reader.get(Field::RdbLastSaveTime),
         rdb_changes_since_last_save: reader.get(Field::RdbChangesSinceLastSave),
@@ -270,6 +357,12 @@ pub fn parse(text: &str) -> Result<Info, ParseError> {
         rdb_last_bgsave_duration_seconds: reader.duration(Field::RdbLastBgsaveTimeSec),
         rdb_last_cow_size_bytes: reader.get(Field::RdbLastCowSize),
         rdb_saves: reader.get(Field::RdbSaves),
+        rdb_current_bgsave_duration_seconds: reader.duration(Field::RdbCurrentBgsaveTimeSec),
+        current_cow_size_bytes: reader.get(Field::CurrentCowSize),
+        current_cow_peak_bytes: reader.get(Field::CurrentCowPeak),
+        current_fork_perc: reader.get(Field::CurrentForkPerc),
+        current_save_keys_processed: reader.get(Field::CurrentSaveKeysProcessed),
+        current_save_keys_total: reader.get(Field::CurrentSaveKeysTotal),
         total_forks: reader.get(Field::TotalForks),
         latest_fork_usec: reader.get(Field::LatestForkUsec),
         role: reader.text(Field::Role),
@@ -456,7 +549,7 @@ fn parse_replica(value: &str) -> Option<Replica> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -466,6 +559,94 @@ mod tests {
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+    }
+
+    /// The captured servers, as directories under `tests/data/info/`.
+    pub(crate) const SERVERS: [&str; 4] = ["redis-6.2", "redis-7.0", "valkey-8.1", "valkey-9.1"];
+
+    /// A reply captured by `scripts/measure-servers.py`, raw (CRLF kept).
+    pub(crate) fn captured(server: &str, name: &str) -> String {
+        let path = format!(
+            "{}/tests/data/info/{server}/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+    }
+
+    #[test]
+    fn every_captured_reply_parses_without_field_errors() {
+        for server in SERVERS {
+            let dir = format!("{}/tests/data/info/{server}", env!("CARGO_MANIFEST_DIR"));
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert!(text.contains("\r\n"), "{path:?} keeps CRLF");
+                let info = parse(&text).unwrap();
+                assert!(
+                    info.field_errors.is_empty(),
+                    "{path:?}: {:?}",
+                    info.field_errors
+                );
+                assert_eq!(info, parse(&text.replace("\r\n", "\n")).unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn server_and_real_version_on_each_server() {
+        let cases = [
+            ("redis-6.2", Server::Redis, "6.2.14", "6.2.14"),
+            ("redis-7.0", Server::Redis, "7.0.15", "7.0.15"),
+            ("valkey-8.1", Server::Valkey, "8.1.8", "7.2.4"),
+            ("valkey-9.1", Server::Valkey, "9.1.2", "7.2.4"),
+        ];
+        for (dir, server, version, redis_version) in cases {
+            let info = parse(&captured(dir, "healthy_aof_info_everything.txt")).unwrap();
+            assert_eq!(info.server(), server, "{dir}");
+            assert_eq!(info.server_version(), Some(version), "{dir}");
+            assert_eq!(info.redis_version.as_deref(), Some(redis_version), "{dir}");
+        }
+    }
+
+    #[test]
+    fn persistence_only_reply_takes_the_server_from_a_full_one() {
+        let mut full = parse(&captured("valkey-9.1", "healthy_aof_info_everything.txt")).unwrap();
+        let mut partial = parse(&captured("valkey-9.1", "healthy_aof.txt")).unwrap();
+        assert_eq!(
+            partial.server(),
+            Server::Redis,
+            "no server section, nothing known"
+        );
+        partial.inherit_siblings(&mut full);
+        assert_eq!(partial.server(), Server::Valkey);
+        assert_eq!(partial.server_version(), Some("9.1.2"));
+    }
+
+    #[test]
+    fn running_child_fields_on_each_server() {
+        for server in SERVERS {
+            let info = parse(&captured(server, "aof_rewrite_in_progress.txt")).unwrap();
+            assert_eq!(info.aof_rewrite_in_progress, Some(true), "{server}");
+            assert_eq!(
+                info.aof_current_rewrite_duration_seconds,
+                Some(0),
+                "{server}"
+            );
+            assert_eq!(
+                info.rdb_current_bgsave_duration_seconds, None,
+                "{server}: -1"
+            );
+            assert_eq!(info.current_save_keys_total, Some(20000), "{server}");
+            assert!(info.current_save_keys_processed.is_some(), "{server}");
+            assert!(info.current_fork_perc.is_some(), "{server}");
+            assert!(info.current_cow_size_bytes.is_some(), "{server}");
+            // current_cow_peak came with Redis 7.0.
+            assert_eq!(info.current_cow_peak_bytes.is_some(), server != "redis-6.2");
+            let idle = parse(&captured(server, "healthy_aof.txt")).unwrap();
+            assert_eq!(idle.aof_current_rewrite_duration_seconds, None, "{server}");
+            assert_eq!(idle.aof_delayed_fsync, Some(0), "{server}");
+            assert_eq!(idle.aof_pending_bio_fsync, Some(0), "{server}");
+        }
     }
 
     #[test]

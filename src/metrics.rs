@@ -100,6 +100,15 @@ static SNAPSHOT_SERIES: &[SeriesSpec] = &[
         series!("redis_aof_last_rewrite_duration", Gauge, Some(Unit::Seconds),
             "Duration of the last AOF rewrite (aof_last_rewrite_time_sec); absent if none ran.",
             |s, _| num(info(s).aof_last_rewrite_duration_seconds)),
+        series!("redis_aof_rewrite_current_duration", Gauge, Some(Unit::Seconds),
+            "How long the running AOF rewrite has run (aof_current_rewrite_time_sec); absent while none runs.",
+            |s, _| num(info(s).aof_current_rewrite_duration_seconds)),
+        series!("redis_aof_delayed_fsync", Counter, None,
+            "fsyncs of appendfsync everysec that had to wait for a slow one still running (aof_delayed_fsync): the disk is not keeping up. Absent while AOF is off.",
+            |s, _| num(info(s).aof_delayed_fsync)),
+        series!("redis_aof_pending_bio_fsync", Gauge, None,
+            "fsync jobs waiting in the background I/O thread (aof_pending_bio_fsync); absent while AOF is off.",
+            |s, _| num(info(s).aof_pending_bio_fsync)),
         series!("redis_rdb_last_bgsave_status", Gauge, None,
             "rdb_last_bgsave_status: 1 ok, 0 err.",
             |s, _| status(info(s).rdb_last_bgsave_status)),
@@ -118,9 +127,27 @@ static SNAPSHOT_SERIES: &[SeriesSpec] = &[
         series!("redis_rdb_last_cow_size", Gauge, Some(Unit::Bytes),
             "Copy-on-write memory used by the last RDB save (rdb_last_cow_size).",
             |s, _| num(info(s).rdb_last_cow_size_bytes)),
-        series!("redis_rdb_saves", Counter, None,
-            "RDB saves since the server started (rdb_saves, Redis 7.0+).",
+        series!("redis_rdb_bgsave_current_duration", Gauge, Some(Unit::Seconds),
+            "How long the running RDB save has run (rdb_current_bgsave_time_sec); absent while none runs.",
+            |s, _| num(info(s).rdb_current_bgsave_duration_seconds)),
+        series!("redis_rdb_bgsave_attempts", Counter, None,
+            "RDB save attempts since the server started (rdb_saves, Redis 7.0+): counts attempts, not successful saves; a refused fork, a killed child and a foreground SAVE each add one.",
             |s, _| num(info(s).rdb_saves)),
+        series!("redis_fork_child_cow_size", Gauge, Some(Unit::Bytes),
+            "Copy-on-write memory of the running fork child so far (current_cow_size); 0 when no child runs.",
+            |s, _| num(info(s).current_cow_size_bytes)),
+        series!("redis_fork_child_cow_peak", Gauge, Some(Unit::Bytes),
+            "Peak copy-on-write memory of the running fork child (current_cow_peak, Redis 7.0+); 0 when no child runs.",
+            |s, _| num(info(s).current_cow_peak_bytes)),
+        series!("redis_fork_child_progress_ratio", Gauge, None,
+            "Progress of the running fork child, 0 to 1 (current_fork_perc / 100); 0 when no child runs.",
+            |s, _| info(s).current_fork_perc.map(|perc| perc / 100.0)),
+        series!("redis_fork_child_keys_processed", Gauge, None,
+            "Keys the running fork child has written (current_save_keys_processed); 0 when no child runs.",
+            |s, _| num(info(s).current_save_keys_processed)),
+        series!("redis_fork_child_keys", Gauge, None,
+            "Keys the running fork child will write (current_save_keys_total); 0 when no child runs.",
+            |s, _| num(info(s).current_save_keys_total)),
         series!("redis_rdb_max_age", Gauge, Some(Unit::Seconds),
             "Configured age after which the last RDB save counts as stale (rdb_max_age).",
             |_, t| Some(t.target.rdb_max_age.as_secs_f64())),
@@ -370,7 +397,7 @@ fn encode_instance_info(
 ) -> Result<(), std::fmt::Error> {
     let mut family = encoder.encode_descriptor(
         "redis_instance",
-        "Role and version of the server; always 1.",
+        "Role, server (redis or valkey) and its real version; always 1. redis_version is the raw field, which Valkey sets to the Redis version it is compatible with (7.2.4).",
         None,
         MetricType::Info,
     )?;
@@ -387,9 +414,15 @@ fn encode_instance_info(
                 snapshot.info.role.clone().unwrap_or_default(),
             ));
         }
+        let info = &snapshot.info;
+        labels.push(("server".into(), info.server().label().to_owned()));
+        labels.push((
+            "version".into(),
+            info.server_version().unwrap_or_default().to_owned(),
+        ));
         labels.push((
             "redis_version".into(),
-            snapshot.info.redis_version.clone().unwrap_or_default(),
+            info.redis_version.clone().unwrap_or_default(),
         ));
         family.encode_info(&labels)?;
     }
@@ -536,4 +569,90 @@ fn encode_self_metrics(
     )?;
     family.encode_info(&[("version", env!("CARGO_PKG_VERSION"))])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Address, Target};
+    use std::time::{Duration, SystemTime};
+
+    fn render_captured(server: &str, file: &str) -> String {
+        let store = Arc::new(Store::new());
+        let cell = store.insert(Arc::new(Target {
+            name: "t".into(),
+            labels: vec![],
+            address: Address::Tcp {
+                host: "h".into(),
+                port: 1,
+                tls: false,
+            },
+            username: None,
+            password: None,
+            rdb_max_age: Duration::from_secs(60),
+            config_command: None,
+            log_file: None,
+            data_dir: None,
+            tls: None,
+        }));
+        let info = crate::info::parse(&crate::info::tests::captured(server, file)).unwrap();
+        crate::state::lock(&cell)
+            .record_success(Snapshot::new(info, SystemTime::now()), Duration::ZERO);
+        render(&store)
+    }
+
+    #[test]
+    fn instance_info_names_the_server_and_its_real_version() {
+        let text = render_captured("valkey-9.1", "healthy_aof_info_everything.txt");
+        assert!(
+            text.contains(r#"redis_instance_info{target="t",role="master",server="valkey",version="9.1.2",redis_version="7.2.4"} 1"#),
+            "{text}"
+        );
+        let text = render_captured("redis-6.2", "healthy_aof_info_everything.txt");
+        assert!(
+            text.contains(r#"redis_instance_info{target="t",role="master",server="redis",version="6.2.14",redis_version="6.2.14"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn running_child_series() {
+        let text = render_captured("redis-7.0", "aof_rewrite_in_progress.txt");
+        for line in [
+            "redis_aof_rewrite_current_duration_seconds{target=\"t\"} 0",
+            "redis_aof_delayed_fsync_total{target=\"t\"} 0",
+            "redis_aof_pending_bio_fsync{target=\"t\"} 0",
+            "redis_fork_child_keys{target=\"t\"} 20000",
+            "# TYPE redis_fork_child_cow_size_bytes gauge",
+            "# TYPE redis_fork_child_cow_peak_bytes gauge",
+            "# TYPE redis_fork_child_progress_ratio gauge",
+            "# TYPE redis_fork_child_keys_processed gauge",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        assert!(
+            !text.contains("redis_rdb_bgsave_current_duration_seconds{"),
+            "-1 (no save running) is absent"
+        );
+        let text = render_captured("redis-6.2", "aof_rewrite_in_progress.txt");
+        assert!(
+            !text.contains("redis_fork_child_cow_peak_bytes{"),
+            "6.2 has no peak"
+        );
+    }
+
+    #[test]
+    fn rdb_attempts_are_named_and_documented_as_attempts() {
+        let text = render_captured("redis-7.0", "rdb_bgsave_killed_err.txt");
+        assert!(
+            text.contains("# TYPE redis_rdb_bgsave_attempts counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("redis_rdb_bgsave_attempts_total{target=\"t\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("counts attempts, not successful saves"));
+        assert!(!text.contains("redis_rdb_saves"));
+    }
 }
