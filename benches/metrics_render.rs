@@ -55,10 +55,12 @@ fn store_with(targets: usize, text: &str) -> Arc<Store> {
         guard.record_success(
             Snapshot::new(parsed.clone(), SystemTime::now()),
             Duration::from_micros(300),
+            None,
         );
         guard.record_success(
             Snapshot::new(parsed, SystemTime::now()),
             Duration::from_micros(450),
+            None,
         );
     }
     store

@@ -257,6 +257,123 @@ pub fn read_log_tail(path: &Path) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// At most this much new log text is read per poll; a log that grew more is read on over the
+/// next polls, so one burst of log lines never costs one poll more than a bounded read.
+pub const MAX_NEW_LOG_BYTES: u64 = 1024 * 1024;
+
+/// Reads what a Redis log gained since the last read (sidecar mode), for [`log_evidence`].
+///
+/// It keeps the file open, so lines written to a log just before it was rotated (renamed,
+/// then a new file created) are still read from the old file before the new one is started
+/// from its beginning. A file that shrank was truncated in place (`copytruncate`) and is read
+/// from its start again. Only whole lines are consumed; a line still being written is read on
+/// the next poll. The first read only finds the end: what happened before the exporter
+/// started is not "since the last poll".
+#[derive(Debug, Default)]
+pub struct LogCursor {
+    open: Option<OpenLog>,
+}
+
+#[derive(Debug)]
+struct OpenLog {
+    file: std::fs::File,
+    inode: u64,
+    offset: u64,
+    /// The last bytes before `offset`, as read. A file truncated and refilled past `offset`
+    /// between two polls keeps its size; its bytes there tell.
+    seen: Vec<u8>,
+}
+
+/// How many bytes before the read position are compared to tell an unchanged file.
+const SEEN_BYTES: u64 = 64;
+
+impl OpenLog {
+    fn new(file: std::fs::File, inode: u64) -> Self {
+        OpenLog {
+            file,
+            inode,
+            offset: 0,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads the whole new lines into `out`, from the start when the file was truncated.
+    fn read_into(&mut self, length: u64, out: &mut Vec<u8>) -> std::io::Result<()> {
+        if length < self.offset || self.bytes_before(self.offset)? != self.seen {
+            self.offset = 0;
+        }
+        let start = out.len();
+        self.offset += read_lines(&mut self.file, self.offset, out)?;
+        if out.len() > start {
+            self.seen = self.bytes_before(self.offset)?;
+        } else if self.offset == 0 {
+            self.seen.clear();
+        }
+        Ok(())
+    }
+
+    fn bytes_before(&mut self, offset: u64) -> std::io::Result<Vec<u8>> {
+        let from = offset.saturating_sub(SEEN_BYTES);
+        self.file.seek(SeekFrom::Start(from))?;
+        let mut bytes = Vec::with_capacity(SEEN_BYTES as usize);
+        (&mut self.file)
+            .take(offset - from)
+            .read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
+}
+
+impl LogCursor {
+    /// The whole lines appended to `path` since the last call (empty on the first).
+    pub fn read_new(&mut self, path: &Path) -> std::io::Result<String> {
+        use std::os::unix::fs::MetadataExt;
+        let at_path = std::fs::metadata(path)?;
+        let mut bytes = Vec::new();
+        match self.open.take() {
+            None => {
+                let file = std::fs::File::open(path)?;
+                let meta = file.metadata()?;
+                let mut log = OpenLog::new(file, meta.ino());
+                log.offset = meta.len();
+                log.seen = log.bytes_before(log.offset)?;
+                self.open = Some(log);
+            }
+            Some(mut log) if log.inode == at_path.ino() => {
+                log.read_into(at_path.len(), &mut bytes)?;
+                self.open = Some(log);
+            }
+            Some(mut old) => {
+                // Rotated: finish the old file (a failure is not lost to the rename), then
+                // read the new one from its start.
+                let _ = read_lines(&mut old.file, old.offset, &mut bytes);
+                let file = std::fs::File::open(path)?;
+                let inode = file.metadata()?.ino();
+                let mut log = OpenLog::new(file, inode);
+                log.read_into(at_path.len(), &mut bytes)?;
+                self.open = Some(log);
+            }
+        }
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+/// Appends the whole lines of `file` from `offset` (at most [`MAX_NEW_LOG_BYTES`]) to `out`
+/// and returns how many bytes were consumed.
+fn read_lines(file: &mut std::fs::File, offset: u64, out: &mut Vec<u8>) -> std::io::Result<u64> {
+    file.seek(SeekFrom::Start(offset))?;
+    let start = out.len();
+    file.take(MAX_NEW_LOG_BYTES).read_to_end(out)?;
+    let read = out.len() - start;
+    let whole = match out[start..].iter().rposition(|&b| b == b'\n') {
+        Some(last) => last + 1,
+        // A line longer than the whole budget is taken as it is, or the cursor would stall.
+        None if read as u64 == MAX_NEW_LOG_BYTES => read,
+        None => 0,
+    };
+    out.truncate(start + whole);
+    Ok(whole as u64)
+}
+
 /// Free space where the data directory lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FreeSpace {
@@ -410,5 +527,44 @@ mod tests {
         let space = free_space(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
         assert!(space.bytes > 0);
         assert!(free_space(Path::new("/nonexistent/dir")).is_err());
+    }
+
+    #[test]
+    fn the_log_cursor_reads_whole_new_lines_across_rotation_and_truncation() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("redis.log");
+        let append = |text: &str| {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .unwrap();
+            file.write_all(text.as_bytes()).unwrap();
+        };
+        append("before the exporter started\n");
+        let mut cursor = LogCursor::default();
+        assert_eq!(
+            cursor.read_new(&path).unwrap(),
+            "",
+            "the first read finds the end"
+        );
+        append("one\ntw");
+        assert_eq!(
+            cursor.read_new(&path).unwrap(),
+            "one\n",
+            "half a line waits"
+        );
+        append("o\n");
+        assert_eq!(cursor.read_new(&path).unwrap(), "two\n");
+        // Rotation: a line lands in the old file after our read, then a new file starts.
+        append("three\n");
+        std::fs::rename(&path, dir.path().join("redis.log.1")).unwrap();
+        append("four\n");
+        assert_eq!(cursor.read_new(&path).unwrap(), "three\nfour\n");
+        // copytruncate: the file shrinks in place and is read from its start.
+        std::fs::write(&path, "five\n").unwrap();
+        assert_eq!(cursor.read_new(&path).unwrap(), "five\n");
+        assert_eq!(cursor.read_new(&path).unwrap(), "");
     }
 }

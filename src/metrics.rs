@@ -574,7 +574,7 @@ fn encode_self_metrics(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Address, Target};
+    use crate::target::{Address, Target};
     use std::time::{Duration, SystemTime};
 
     fn render_captured(server: &str, file: &str) -> String {
@@ -596,8 +596,11 @@ mod tests {
             tls: None,
         }));
         let info = crate::info::parse(&crate::info::tests::captured(server, file)).unwrap();
-        crate::state::lock(&cell)
-            .record_success(Snapshot::new(info, SystemTime::now()), Duration::ZERO);
+        crate::state::lock(&cell).record_success(
+            Snapshot::new(info, SystemTime::now()),
+            Duration::ZERO,
+            None,
+        );
         render(&store)
     }
 

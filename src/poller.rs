@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::cause::{self, FailureKind};
+use crate::card::CardState;
+use crate::cause::{self, FailureKind, LogCursor, LogEvidence};
 use crate::config::Settings;
 use crate::info::{self, OpStatus};
 use crate::redis::{ClientError, Connection, InfoScope};
@@ -111,6 +112,10 @@ pub struct Poller {
     siblings_read_at: Option<Instant>,
     cause_key: Option<FailureKey>,
     password_file_seen: Option<(SystemTime, u64)>,
+    /// Where the Redis log was read up to (sidecar mode).
+    log_cursor: LogCursor,
+    /// Whether the last log read failed, so the warning is logged once per streak.
+    log_unreadable: bool,
 }
 
 impl Poller {
@@ -126,6 +131,8 @@ impl Poller {
             siblings_read_at: None,
             cause_key: None,
             password_file_seen: None,
+            log_cursor: LogCursor::default(),
+            log_unreadable: false,
         }
     }
 
@@ -215,6 +222,11 @@ impl Poller {
             tracing::debug!(target_name = %target.name, errors = ?reading.info.field_errors.iter().map(ToString::to_string).collect::<Vec<_>>(), "some INFO fields were unreadable and are left out");
         }
         let mut info = reading.info;
+        let log = match &target.log_file {
+            Some(path) => self.read_log_evidence(path.clone()).await,
+            None => None,
+        };
+        let target = &self.target;
         let key = {
             let mut state = lock(&self.cell);
             if let Some(previous) = state.latest.as_mut() {
@@ -233,7 +245,7 @@ impl Poller {
                 }
             }
             let snapshot = Snapshot::new(info, SystemTime::now());
-            state.record_success(snapshot, took);
+            state.record_success(snapshot, took, log.as_ref());
             if let Some(config) = reading.config {
                 self.config_read_at = Some(started);
                 if config == ConfigStatus::Unavailable
@@ -263,6 +275,39 @@ impl Poller {
     }
 }
 
+impl Poller {
+    /// What the Redis log says happened since the last poll: every failed attempt it logged,
+    /// including those INFO's counters miss. `None` when the log cannot be read this time.
+    async fn read_log_evidence(&mut self, path: std::path::PathBuf) -> Option<LogEvidence> {
+        let mut cursor = std::mem::take(&mut self.log_cursor);
+        let read = tokio::task::spawn_blocking(move || {
+            let text = cursor.read_new(&path);
+            (cursor, text)
+        })
+        .await;
+        let text = match read {
+            Ok((cursor, text)) => {
+                self.log_cursor = cursor;
+                text
+            }
+            Err(_) => return None,
+        };
+        match text {
+            Ok(text) => {
+                self.log_unreadable = false;
+                Some(cause::log_evidence(&text))
+            }
+            Err(error) => {
+                if !self.log_unreadable {
+                    tracing::warn!(target_name = %self.target.name, error = %error, "cannot read the Redis log; failed attempts are counted from INFO alone until it can be read");
+                }
+                self.log_unreadable = true;
+                None
+            }
+        }
+    }
+}
+
 /// What changes a probable cause: new failed attempts or a status flip. The log is read only
 /// when this changes, not on every poll.
 type FailureKey = (u64, bool, bool, u64, bool);
@@ -272,7 +317,11 @@ fn failure_key(state: &crate::state::TargetState) -> FailureKey {
     let err = |status: Option<OpStatus>| status == Some(OpStatus::Err);
     (
         state.diagnosis.aof.failed_attempts_total,
-        info.is_some_and(|i| i.aof_enabled == Some(true) && err(i.aof_last_bgrewrite_status)),
+        // The card, not the raw status: before 7.0 a refused fork is err only by the log.
+        state
+            .latest
+            .as_ref()
+            .is_some_and(|s| s.card == CardState::Err),
         info.is_some_and(|i| i.aof_enabled == Some(true) && err(i.aof_last_write_status)),
         state.diagnosis.rdb.failed_attempts_total,
         info.is_some_and(|i| err(i.rdb_last_bgsave_status)),

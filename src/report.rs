@@ -438,6 +438,7 @@ mod tests {
             state.record_success(
                 Snapshot::new(info, SystemTime::now()),
                 Duration::from_millis(1),
+                None,
             );
         }
         state

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::card::CardState;
-use crate::cause::{FailureKind, FreeSpace, Reason};
+use crate::cause::{FailureKind, FreeSpace, LogEvidence, Reason};
 use crate::history::Diagnosis;
 use crate::info::Info;
 use crate::redis_settings::RedisSettings;
@@ -195,12 +195,23 @@ impl TargetState {
         self.latest.as_ref().map(|s| s.taken_at_unix)
     }
 
-    /// Records a successful poll.
-    pub fn record_success(&mut self, snapshot: Snapshot, took: Duration) {
+    /// Records a successful poll, with what the Redis log says happened since the previous
+    /// one when the exporter reads it (sidecar mode).
+    pub fn record_success(
+        &mut self,
+        mut snapshot: Snapshot,
+        took: Duration,
+        log: Option<&LogEvidence>,
+    ) {
         self.polls_total += 1;
         self.poll_duration.observe(took);
         self.diagnosis
-            .observe(&snapshot.info, snapshot.taken_at_unix);
+            .observe_with(&snapshot.info, snapshot.taken_at_unix, log);
+        // Before 7.0 a refused rewrite fork leaves aof_last_bgrewrite_status at ok, but the
+        // log says the last attempt did not finish cleanly: that is the card's err.
+        if snapshot.card == CardState::Ok && self.diagnosis.aof.streak_failures > 0 {
+            snapshot.card = CardState::Err;
+        }
         if self.latest.as_ref().map(|s| s.card) != Some(snapshot.card) {
             self.card_since_unix = Some(snapshot.taken_at_unix);
         }
@@ -376,13 +387,13 @@ mod tests {
             .unwrap()
         };
         let at = |seconds: u64| UNIX_EPOCH + Duration::from_secs(seconds);
-        state.record_success(Snapshot::new(err(1), at(100)), Duration::ZERO);
+        state.record_success(Snapshot::new(err(1), at(100)), Duration::ZERO, None);
         state.record_failure("timeout", Duration::ZERO);
         assert!(
             state.current().is_none(),
             "nothing presented as current while down"
         );
-        state.record_success(Snapshot::new(err(2), at(200)), Duration::ZERO);
+        state.record_success(Snapshot::new(err(2), at(200)), Duration::ZERO, None);
         assert!(
             state.diagnosis.aof.stuck(),
             "the streak continued across the disconnect"

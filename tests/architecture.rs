@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 const LAYERS: &[&[&str]] = &[
     // Plain data and pure readings: no dependency on the rest of the crate.
-    &["target", "info", "shard", "signal"],
+    &["target", "info", "cause", "shard", "signal"],
     // Readings derived from INFO (and the Redis log text).
-    &["card", "history", "cause", "redis_settings"],
+    &["card", "history", "redis_settings"],
     &["config"],
     // The only code that knows the Redis client library.
     &["redis"],
@@ -139,7 +139,7 @@ fn no_source_file_is_too_long() {
     for files in modules(&src).values() {
         for file in files {
             let text = std::fs::read_to_string(file).expect("source is readable");
-            let code = text.split("\n#[cfg(test)]\nmod tests").next().unwrap_or("");
+            let code = text.split("\n#[cfg(test)]\n").next().unwrap_or("");
             let lines = code.lines().count();
             if lines > 600 {
                 long.push(format!("{}: {lines} lines", file.display()));
