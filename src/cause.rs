@@ -206,6 +206,31 @@ pub fn log_evidence(text: &str) -> LogEvidence {
     evidence
 }
 
+/// The failures of the current episode in a log tail: per mechanism, the failed attempts
+/// after its last success. For the first poll of a target (and `check`), which has no earlier
+/// poll to count from: with it one poll can tell a stuck failure from a first one.
+pub fn streak_evidence(tail: &str) -> LogEvidence {
+    let after_last = |finished: &str| {
+        let lower = tail.to_ascii_lowercase();
+        match lower.rfind(finished) {
+            Some(at) => tail.get(at..).map_or("", |rest| {
+                rest.split_once('\n').map_or("", |(_, after)| after)
+            }),
+            None => tail,
+        }
+    };
+    let aof = log_evidence(after_last("background aof rewrite finished successfully"));
+    let rdb = log_evidence(after_last("background saving terminated with success"));
+    LogEvidence {
+        aof_rewrite_failures: aof.aof_rewrite_failures,
+        aof_rewrite_successes: 0,
+        rdb_bgsave_failures: rdb.rdb_bgsave_failures,
+        rdb_bgsave_successes: 0,
+        aof_rewrite_cause: aof.aof_rewrite_cause,
+        rdb_bgsave_cause: rdb.rdb_bgsave_cause,
+    }
+}
+
 /// Redis prefixes each line with `pid:role`; role `C` is a forked child.
 fn from_child(line: &str) -> bool {
     line.split_once(':').is_some_and(|(pid, rest)| {
@@ -324,6 +349,11 @@ impl OpenLog {
 }
 
 impl LogCursor {
+    /// Whether a first read has found the log's end already.
+    pub fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+
     /// The whole lines appended to `path` since the last call (empty on the first).
     pub fn read_new(&mut self, path: &Path) -> std::io::Result<String> {
         use std::os::unix::fs::MetadataExt;
@@ -566,5 +596,22 @@ mod tests {
         std::fs::write(&path, "five\n").unwrap();
         assert_eq!(cursor.read_new(&path).unwrap(), "five\n");
         assert_eq!(cursor.read_new(&path).unwrap(), "");
+    }
+
+    #[test]
+    fn streak_evidence_counts_failures_after_the_last_success() {
+        let tail = "\
+1:M 01 Jan 00:00:00.000 # Background AOF rewrite terminated by signal 9
+1:M 01 Jan 00:00:01.000 * Background AOF rewrite terminated with success
+1:M 01 Jan 00:00:01.000 * Background AOF rewrite finished successfully
+1:M 01 Jan 00:00:02.000 # Can't rewrite append only file in background: fork: Resource temporarily unavailable
+1:M 01 Jan 00:00:03.000 # Can't rewrite append only file in background: fork: Resource temporarily unavailable
+1:M 01 Jan 00:00:04.000 # Background saving terminated by signal 9
+";
+        let evidence = streak_evidence(tail);
+        assert_eq!(evidence.aof_rewrite_failures, 2);
+        assert_eq!(evidence.aof_rewrite_cause, Some(Reason::ForkFailed));
+        assert_eq!(evidence.rdb_bgsave_failures, 1);
+        assert_eq!(streak_evidence("").aof_rewrite_failures, 0);
     }
 }

@@ -115,13 +115,15 @@ impl History {
         let previous = self.previous.replace(current);
         let Some(previous) = previous else {
             // First sight: an existing err counts as one failed attempt, or as many as Redis
-            // says failed in a row.
-            if failed_now {
-                let failures = current.consecutive_failures.unwrap_or(0).max(1);
-                self.streak_failures = failures;
-                self.failed_attempts_total += failures;
-                self.err_since_unix = Some(now_unix);
-            }
+            // says failed in a row, or as the log shows since the last success. A failure
+            // only the log shows (a refused fork before 7.0 leaves the status ok) counts too.
+            let logged = evidence.log.map_or(0, |(failed, _)| failed);
+            let failures = if failed_now {
+                current.consecutive_failures.unwrap_or(0).max(logged).max(1)
+            } else {
+                logged
+            };
+            self.add_failures(failures, now_unix);
             return;
         };
 

@@ -280,8 +280,13 @@ impl Poller {
     /// including those INFO's counters miss. `None` when the log cannot be read this time.
     async fn read_log_evidence(&mut self, path: std::path::PathBuf) -> Option<LogEvidence> {
         let mut cursor = std::mem::take(&mut self.log_cursor);
+        let first = !cursor.is_open();
         let read = tokio::task::spawn_blocking(move || {
-            let text = cursor.read_new(&path);
+            // The first read only finds the end; the current episode comes from the tail.
+            let text = cursor.read_new(&path).and_then(|new| match first {
+                true => cause::read_log_tail(&path),
+                false => Ok(new),
+            });
             (cursor, text)
         })
         .await;
@@ -295,7 +300,10 @@ impl Poller {
         match text {
             Ok(text) => {
                 self.log_unreadable = false;
-                Some(cause::log_evidence(&text))
+                Some(match first {
+                    true => cause::streak_evidence(&text),
+                    false => cause::log_evidence(&text),
+                })
             }
             Err(error) => {
                 if !self.log_unreadable {
