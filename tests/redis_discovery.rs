@@ -4,7 +4,7 @@
 //! Each test shows the healthy state first, then changes the topology (node added, failover,
 //! node removed, node or Sentinel gone) and waits for the exporter to follow.
 
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -12,8 +12,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{
-    free_port, samples, start_on_free_port, wait_until, Exporter, Proc, REDIS_CLI, REDIS_SERVER,
+use support::{
+    free_port, samples, start_on_free_port, wait_until, Exporter, Proc, Server as Release,
+    REDIS_CLI,
 };
 use tempfile::TempDir;
 
@@ -45,7 +46,7 @@ impl Server {
             |port| {
                 let attempt = dir.path().join(port.to_string());
                 fs::create_dir_all(&attempt).expect("attempt dir");
-                let mut command = Command::new(REDIS_SERVER);
+                let mut command = Command::new(Release::Redis70.binary_path());
                 command.args(args(&attempt, port)).current_dir(&attempt);
                 command
             },

@@ -160,6 +160,11 @@ impl Metrics {
         self.samples.iter().find(|s| s.matches(name, labels))
     }
 
+    /// The value of the first sample named `name` carrying (at least) `labels`.
+    pub fn first(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.find(name, labels).map(|s| s.value)
+    }
+
     /// The value of `name` for target `target` whose other labels include `labels`.
     pub fn get(&self, name: &str, target: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let mut all = vec![("target", target)];
