@@ -17,7 +17,8 @@ pub const PROMETHEUS: &str = "/usr/bin/prometheus";
 /// Alertmanager, for the end-to-end alerting tests.
 pub const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
 
-/// A prometheus.yml scraping and evaluating every second: `rules` when given, alerts to the
+/// A prometheus.yml scraping and evaluating every second (as `write_prometheus_config` in
+/// scripts/lib/stack.sh writes it; change both together): `rules` when given, alerts to the
 /// Alertmanager on `alertmanager_port` when given, and `scrape_configs` (YAML, already
 /// indented as a list).
 pub fn prometheus_config(

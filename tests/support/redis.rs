@@ -417,7 +417,8 @@ pub fn redis_cli(port: u16, args: &[&str]) -> String {
     run_cli(&all)
 }
 
-fn run_cli(args: &[String]) -> String {
+/// Runs `redis-cli <args>`: its trimmed stdout, with stderr added when it fails.
+pub fn run_cli(args: &[String]) -> String {
     let output = Command::new(REDIS_CLI)
         .args(args)
         .stdin(Stdio::null())
