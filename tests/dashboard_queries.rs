@@ -10,16 +10,16 @@
 //! The stack mirrors `scripts/local-stack.sh` (same Redis flags, same Prometheus scrape config).
 //! Needs `redis-server` and `prometheus` on PATH; `bash scripts/test.sh` installs them.
 
-mod common;
+mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{exporter_command, redis_cli, start_on_free_port, Proc};
 use serde_json::Value;
+use support::{
+    config_toml, prometheus_config, static_job, Exporter, Prometheus, Redis, RedisSpec, Target,
+};
 
 /// The scrape job name; the dashboard's `$job` variable and the alert rules key off it.
 const JOB: &str = "redis-persistence-exporter";
@@ -320,18 +320,8 @@ fn label_values(
 }
 
 /// Polls `check` until it returns `Some`, failing the test after [`DEADLINE`].
-fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "timed out after {DEADLINE:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    support::wait_for(what, DEADLINE, check, String::new)
 }
 
 fn require(program: &str, package: &str) {
@@ -346,190 +336,66 @@ fn require(program: &str, package: &str) {
     );
 }
 
-/// Prometheus, the exporter and Redis. Fields drop in declaration order, so every process is
-/// killed before its temporary directory is removed.
+/// Prometheus, the exporter and Redis. Fields drop in declaration order, so Prometheus
+/// stops scraping before the exporter goes, and the exporter before Redis.
 struct Stack {
-    _prometheus: Proc,
-    _exporter: Proc,
-    _redis: Proc,
-    prometheus_port: u16,
-    exporter_port: u16,
-    _dir: tempfile::TempDir,
+    prometheus: Prometheus,
+    exporter: Exporter,
+    _redis: Redis,
 }
 
 impl Stack {
     fn start() -> Stack {
         require("redis-server", "redis-server");
         require("prometheus", "prometheus");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let root = dir.path();
-
-        let (redis, redis_port) = start_on_free_port(
-            "redis-server",
-            &root.join("redis.log"),
-            |port| {
-                let mut command = Command::new("redis-server");
-                command.args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--dir",
-                    root.to_str().unwrap(),
-                    "--appendonly",
-                    "yes",
-                    "--save",
-                    "",
-                    // Without a limit Redis reports no used/max ratio and the
-                    // "Memory used vs maxmemory" panel is rightly empty.
-                    "--maxmemory",
-                    "256mb",
-                ]);
-                command
-            },
-            |port, _| redis_cli(port, &["PING"]) == "PONG",
-        );
-        let redis_conn = TcpStream::connect(("127.0.0.1", redis_port)).expect("connect to redis");
-        redis_conn
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let mut redis_conn = Resp(BufReader::new(redis_conn));
+        let mut redis = Redis::start(RedisSpec {
+            // Without a limit Redis reports no used/max ratio and the
+            // "Memory used vs maxmemory" panel is rightly empty.
+            args: vec!["--maxmemory".into(), "256mb".into()],
+            ..RedisSpec::aof()
+        });
         // One completed rewrite of a non-empty dataset, so the rewrite duration, base size
         // and growth ratio panels have something to show.
-        redis_conn.command(&["SET", "dashboard-test:key", "value"]);
+        redis.ok(&["SET", "dashboard-test:key", "value"]);
         wait_for("BGREWRITEAOF to be accepted", || {
-            let reply = redis_conn.command(&["BGREWRITEAOF"]);
-            (!reply.starts_with('-')).then_some(())
+            (!redis.cmd(&["BGREWRITEAOF"]).is_error()).then_some(())
         });
         wait_for("the AOF rewrite to finish", || {
-            let info = redis_conn.command(&["INFO", "persistence"]);
-            let done = info.contains("aof_rewrite_in_progress:0")
-                && info.contains("aof_rewrite_scheduled:0")
-                && !info.contains("aof_last_rewrite_time_sec:-1");
+            let info = redis.persistence();
+            let done = info.get("aof_rewrite_in_progress").map(String::as_str) == Some("0")
+                && info.get("aof_rewrite_scheduled").map(String::as_str) == Some("0")
+                && info.get("aof_last_rewrite_time_sec").map(String::as_str) != Some("-1");
             done.then_some(())
         });
-        redis_conn.command(&["SET", "dashboard-test:after-rewrite", "value"]);
+        redis.ok(&["SET", "dashboard-test:after-rewrite", "value"]);
 
-        let config = root.join("exporter.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "poll_interval = \"1s\"\npoll_timeout = \"900ms\"\n\n\
-                 [[targets]]\nurl = \"redis://127.0.0.1:{redis_port}\"\nname = \"{TARGET}\"\n\
-                 data_dir = \"{}\"\n",
-                root.display()
-            ),
-        )
-        .unwrap();
-        let (exporter, exporter_port) = start_on_free_port(
-            "redis-persistence-exporter",
-            &root.join("exporter.log"),
-            |port| {
-                exporter_command([
-                    "--config".to_owned(),
-                    config.display().to_string(),
-                    "--web.listen-address".to_owned(),
-                    format!("127.0.0.1:{port}"),
-                ])
-            },
-            |port, proc| {
-                proc.log().contains("serving /metrics")
-                    && TcpStream::connect(("127.0.0.1", port)).is_ok()
-            },
-        );
-
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .unwrap();
-        let prometheus_config = root.join("prometheus.yml");
-        std::fs::write(
-            &prometheus_config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-                 scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      \
-                 - targets: [\"127.0.0.1:{exporter_port}\"]\n"
-            ),
-        )
-        .unwrap();
-        let (prometheus, prometheus_port) = start_on_free_port(
-            "prometheus",
-            &root.join("prometheus.log"),
-            |port| {
-                let mut command = Command::new("prometheus");
-                command
-                    .arg(format!("--config.file={}", prometheus_config.display()))
-                    .arg(format!(
-                        "--storage.tsdb.path={}",
-                        root.join("prometheus-data").display()
-                    ))
-                    .arg(format!("--web.listen-address=127.0.0.1:{port}"));
-                command
-            },
-            |port, _| {
-                client
-                    .get(format!("http://127.0.0.1:{port}/-/ready"))
-                    .send()
-                    .is_ok_and(|r| r.status().is_success())
-            },
-        );
-
+        let target = Target {
+            data_dir: Some(redis.data_dir()),
+            ..Target::new(redis.url(), TARGET)
+        };
+        let exporter = Exporter::start_logging_at(&config_toml("1s", "900ms", &[target]), None);
+        let prometheus = Prometheus::start(&prometheus_config(
+            None,
+            None,
+            &static_job(JOB, exporter.port()),
+        ));
         Stack {
-            _prometheus: prometheus,
-            _exporter: exporter,
+            prometheus,
+            exporter,
             _redis: redis,
-            prometheus_port,
-            exporter_port,
-            _dir: dir,
         }
     }
 
     fn prometheus_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.prometheus_port)
+        self.prometheus.url()
     }
 
     /// The exporter's current exposition, for failure messages.
     fn metrics(&self, client: &reqwest::blocking::Client) -> String {
         client
-            .get(format!("http://127.0.0.1:{}/metrics", self.exporter_port))
+            .get(format!("http://127.0.0.1:{}/metrics", self.exporter.port()))
             .send()
             .and_then(|r| r.text())
             .unwrap_or_else(|e| format!("<unavailable: {e}>"))
-    }
-}
-
-/// Just enough RESP to send a command and read one reply as text.
-struct Resp(BufReader<TcpStream>);
-
-impl Resp {
-    fn command(&mut self, args: &[&str]) -> String {
-        let mut request = format!("*{}\r\n", args.len());
-        for arg in args {
-            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-        }
-        self.0
-            .get_mut()
-            .write_all(request.as_bytes())
-            .expect("write to redis");
-        self.reply()
-    }
-
-    fn reply(&mut self) -> String {
-        let mut line = String::new();
-        self.0.read_line(&mut line).expect("read from redis");
-        let line = line.trim_end();
-        match line.as_bytes().first() {
-            Some(b'$') => {
-                let len: i64 = line[1..].parse().expect("bulk length");
-                if len < 0 {
-                    return String::new();
-                }
-                let mut body = vec![0; len as usize + 2];
-                self.0.read_exact(&mut body).expect("read bulk");
-                body.truncate(len as usize);
-                String::from_utf8_lossy(&body).into_owned()
-            }
-            _ => line.to_owned(),
-        }
     }
 }

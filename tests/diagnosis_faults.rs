@@ -10,16 +10,15 @@
 //!
 //! Needs root (tmpfs mounts, `setpriv`, `prlimit`) and `/usr/bin/redis-server`.
 
-mod common;
-mod fault_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::run_check;
-use fault_support::{
+use support::run_check;
+use support::{
     noise, private_uid, Exporter, Findings, Metrics, Redis, RedisSpec, Reply, Target, Tmpfs,
-    REDIS_CHANGE,
+    REDIS_CHANGE, SEE,
 };
 
 /// Keys that make a rewrite slow enough to find and kill its child (100 µs each).
@@ -67,9 +66,11 @@ fn caught_up(m: &Metrics, target: &str, info: &BTreeMap<String, String>) -> bool
 /// Waits until the exporter has polled the state Redis is in now.
 fn wait_caught_up(exporter: &Exporter, redis: &mut Redis, target: &str, what: &str) -> Metrics {
     let info = redis.persistence();
-    exporter.wait_for(&format!("{what} (exporter caught up with {info:?})"), |m| {
-        caught_up(m, target, &info)
-    })
+    exporter.wait_metrics(
+        SEE,
+        &format!("{what} (exporter caught up with {info:?})"),
+        |m| caught_up(m, target, &info),
+    )
 }
 
 /// The probable cause is read from the log just after a poll records a new state; give it a
@@ -83,7 +84,7 @@ fn wait_reason(
     want: Option<&str>,
     seen: Metrics,
 ) -> Metrics {
-    let last = match exporter.try_wait_for(Duration::from_secs(5), |m| {
+    let last = match exporter.try_wait_metrics(Duration::from_secs(5), |m| {
         m.reason(target, mechanism).as_deref() == want
     }) {
         Ok(m) | Err(m) => m,
@@ -122,7 +123,7 @@ fn rewrite_child_killed_once_is_transient() {
     let mut f = Findings::new("killed_once");
     let mut redis = Redis::start(RedisSpec::aof());
     redis.populate(SLOW_KEYS);
-    let exporter = Exporter::start(&[Target::host("r", &redis)]);
+    let exporter = Exporter::start_targets(&[Target::host("r", &redis)]);
 
     let m = wait_caught_up(&exporter, &mut redis, "r", "healthy");
     f.note(format!(
@@ -224,7 +225,7 @@ fn rewrite_child_killed_repeatedly_is_stuck() {
     let mut f = Findings::new("killed_x3");
     let mut redis = Redis::start(RedisSpec::aof());
     redis.populate(SLOW_KEYS);
-    let exporter = Exporter::start(&[Target::host("r", &redis)]);
+    let exporter = Exporter::start_targets(&[Target::host("r", &redis)]);
 
     let m = wait_caught_up(&exporter, &mut redis, "r", "healthy");
     f.note(format!(
@@ -275,7 +276,7 @@ fn rewrite_child_killed_repeatedly_is_stuck() {
         m.reason("r", "aof_rewrite").as_deref() == Some("child_killed"),
         format!("stuck: reason child_killed, got {:?}", m.reasons("r")),
     );
-    let page = fault_support::http_get(exporter.port(), "/").expect("status page");
+    let page = support::http_get(exporter.port(), "/").expect("status page");
     f.expect(page.contains("stuck"), "status page shows the stuck tag");
 
     assert_eq!(redis.clean_rewrite(), "ok");
@@ -313,7 +314,7 @@ fn fork_failure_is_classified_and_counted() {
         ..RedisSpec::aof()
     });
     redis.populate(10_000);
-    let exporter = Exporter::start(&[Target::host("r", &redis)]);
+    let exporter = Exporter::start_targets(&[Target::host("r", &redis)]);
 
     let m = wait_caught_up(&exporter, &mut redis, "r", "healthy");
     f.note(format!(
@@ -431,7 +432,7 @@ fn full_disk_fails_rewrite_then_writes_and_recovers() {
         data_dir: Some(data.clone()),
         ..RedisSpec::aof()
     });
-    let exporter = Exporter::start(&[Target::host("r", &redis)]);
+    let exporter = Exporter::start_targets(&[Target::host("r", &redis)]);
 
     let m = wait_caught_up(&exporter, &mut redis, "r", "healthy");
     f.note(format!(
@@ -459,7 +460,7 @@ fn full_disk_fails_rewrite_then_writes_and_recovers() {
     let offset = redis.log_len();
     let reply = redis.cmd(&["BGREWRITEAOF"]);
     let mut last = String::new();
-    let failed = common::poll_until(REDIS_CHANGE, || {
+    let failed = support::poll_until(REDIS_CHANGE, || {
         let info = redis.persistence();
         last = format!("{info:?}");
         info.get("aof_rewrite_in_progress").map(String::as_str) == Some("0")
@@ -505,7 +506,7 @@ fn full_disk_fails_rewrite_then_writes_and_recovers() {
     }
     let refused = refused.expect("100 more 64 KiB values did not fill an 8 MiB tmpfs");
     let mut last = String::new();
-    let write_err = common::poll_until(REDIS_CHANGE, || {
+    let write_err = support::poll_until(REDIS_CHANGE, || {
         last = redis.aof_fields();
         redis.field("aof_last_write_status") == "err"
     });
@@ -544,7 +545,7 @@ fn full_disk_fails_rewrite_then_writes_and_recovers() {
     // Give the space back: Redis retries the pending write by itself.
     std::fs::remove_file(&filler).expect("remove the filler");
     let offset = redis.log_len();
-    let healed = common::poll_until(Duration::from_secs(10), || {
+    let healed = support::poll_until(Duration::from_secs(10), || {
         redis.field("aof_last_write_status") == "ok"
     });
     let prompt = if healed {
@@ -554,7 +555,7 @@ fn full_disk_fails_rewrite_then_writes_and_recovers() {
         Some(redis.cmd(&["SET", "prompt", "1"]).text())
     };
     let mut last = String::new();
-    let healed = common::poll_until(REDIS_CHANGE, || {
+    let healed = support::poll_until(REDIS_CHANGE, || {
         last = redis.aof_fields();
         redis.field("aof_last_write_status") == "ok"
     });
@@ -627,7 +628,7 @@ fn aof_off_over_a_stale_err_is_not_applicable() {
     let mut f = Findings::new("aof_off_stale_err");
     let mut redis = Redis::start(RedisSpec::aof());
     redis.populate(SLOW_KEYS);
-    let exporter = Exporter::start(&[Target::host("r", &redis)]);
+    let exporter = Exporter::start_targets(&[Target::host("r", &redis)]);
 
     let m = wait_caught_up(&exporter, &mut redis, "r", "healthy");
     assert_eq!(m.card("r").as_deref(), Some("ok"));
@@ -690,7 +691,7 @@ fn aof_off_over_a_stale_err_is_not_applicable() {
     // Turning AOF back on makes Redis rewrite to create the file: a clean rewrite.
     redis.config_set("appendonly", "yes");
     let mut last = String::new();
-    let on = common::poll_until(REDIS_CHANGE, || {
+    let on = support::poll_until(REDIS_CHANGE, || {
         last = redis.aof_fields();
         let info = redis.persistence();
         info.get("aof_enabled").map(String::as_str) == Some("1")
@@ -729,7 +730,7 @@ fn wait_polls(exporter: &Exporter, target: &str, polls: f64) -> Metrics {
         .metrics()
         .value("redis_persistence_exporter_polls_total", target)
         .unwrap_or(0.0);
-    exporter.wait_for(&format!("{polls} more polls of {target}"), |m| {
+    exporter.wait_metrics(SEE, &format!("{polls} more polls of {target}"), |m| {
         m.value("redis_persistence_exporter_polls_total", target)
             .is_some_and(|n| n >= start + polls)
     })
@@ -814,7 +815,7 @@ fn config_denied_by_acl() {
     let mut target = Target::host("r", &redis);
     target.username = Some("exp".into());
     target.password = Some("pw".into());
-    let exporter = Exporter::start(&[target]);
+    let exporter = Exporter::start_targets(&[target]);
     config_unavailable_scenario(&mut f, &mut redis, &exporter);
     f.finish();
 }
@@ -837,7 +838,7 @@ fn config_renamed_away() {
         "CONFIG is gone"
     );
     redis.populate(30_000);
-    let exporter = Exporter::start(&[Target::host("r", &redis)]);
+    let exporter = Exporter::start_targets(&[Target::host("r", &redis)]);
     config_unavailable_scenario(&mut f, &mut redis, &exporter);
     f.finish();
 }
@@ -853,9 +854,9 @@ fn config_renamed_and_configured() {
     let mut renamed = Target::host("renamed", &redis);
     renamed.config_command = Some("MYCONFIG".into());
     let default_name = Target::host("default", &redis);
-    let exporter = Exporter::start(&[renamed, default_name]);
+    let exporter = Exporter::start_targets(&[renamed, default_name]);
 
-    let m = exporter.wait_for("both targets report whether CONFIG works", |m| {
+    let m = exporter.wait_metrics(SEE, "both targets report whether CONFIG works", |m| {
         m.value("redis_config_available", "renamed").is_some()
             && m.value("redis_config_available", "default").is_some()
     });
@@ -893,7 +894,7 @@ fn config_renamed_and_configured() {
 
     // A change is picked up at the next refresh.
     redis.config_set("auto-aof-rewrite-percentage", "150");
-    let m = exporter.wait_for("the new percentage is read", |m| {
+    let m = exporter.wait_metrics(SEE, "the new percentage is read", |m| {
         m.value("redis_config_aof_rewrite_percentage", "renamed") == Some(150.0)
     });
     f.note(format!(
@@ -909,7 +910,7 @@ fn check_reads_real_targets() {
     let mut healthy = Redis::start(RedisSpec::aof());
     let mut failing = Redis::start(RedisSpec::aof());
     failing.populate(SLOW_KEYS);
-    let nobody = format!("redis://127.0.0.1:{}", common::free_port());
+    let nobody = format!("redis://127.0.0.1:{}", support::free_port());
 
     // Healthy first: both ok.
     let both = run_check(&[&healthy.url(), &failing.url()]);
@@ -962,7 +963,7 @@ fn check_reads_real_targets() {
     let config = dir.path().join("check.toml");
     std::fs::write(
         &config,
-        fault_support::config_toml(&[
+        support::fault_config(&[
             Target::host("healthy", &healthy),
             Target::host("failing", &failing),
         ]),
@@ -1056,8 +1057,8 @@ fn growth_is_overdue_while_fork_is_blocked() {
     assert_eq!(redis.clean_rewrite(), "ok");
     redis.config_set("auto-aof-rewrite-percentage", "100");
     redis.config_set("auto-aof-rewrite-min-size", "1mb");
-    let exporter = Exporter::start(&[Target::host("r", &redis)]);
-    let m = exporter.wait_for("settings read and the healthy state seen", |m| {
+    let exporter = Exporter::start_targets(&[Target::host("r", &redis)]);
+    let m = exporter.wait_metrics(SEE, "settings read and the healthy state seen", |m| {
         m.value("redis_config_aof_rewrite_min_size_bytes", "r") == Some(1024.0 * 1024.0)
             && m.card("r").as_deref() == Some("ok")
     });
@@ -1085,7 +1086,7 @@ fn growth_is_overdue_while_fork_is_blocked() {
             Reply::Simple("OK".into())
         );
     }
-    let m = exporter.wait_for("overdue and growth past 2x", |m| {
+    let m = exporter.wait_metrics(SEE, "overdue and growth past 2x", |m| {
         m.value("redis_aof_rewrite_overdue", "r") == Some(1.0)
             && m.value("redis_aof_growth_ratio", "r")
                 .is_some_and(|r| r > 2.0)
@@ -1117,7 +1118,7 @@ fn growth_is_overdue_while_fork_is_blocked() {
 
     redis.unblock_fork();
     // Redis's own automatic rewrite now succeeds: the self-healing case.
-    let m = exporter.wait_for("the automatic rewrite succeeds", |m| {
+    let m = exporter.wait_metrics(SEE, "the automatic rewrite succeeds", |m| {
         m.card("r").as_deref() == Some("ok")
             && m.value("redis_aof_rewrite_overdue", "r") == Some(0.0)
     });

@@ -27,17 +27,17 @@
 //! Every wait is for a condition, polled every 250 ms with a deadline of at most 90 s; no
 //! assertion is on wall-clock speed.
 
-mod common;
-mod e2e_support;
+mod support;
 
 use std::fs;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e_support::{
-    find_sample, repo, wait_for, Alertmanager, Exporter, Prometheus, Redis, CONDITION_TIMEOUT,
-};
 use serde_json::Value;
+use support::{
+    find_sample, prometheus_config, refreshing_config, repo, static_job, wait_for, Alertmanager,
+    Exporter, Prometheus, Redis, RedisSpec, Target,
+};
 use tempfile::TempDir;
 
 /// The `for:` every 30 s / 1 m rule gets in the test copy of the rules.
@@ -45,6 +45,8 @@ const SHORT_FOR: &str = "5s";
 /// Rule group holding the alerts (its evaluations measure the step-4 window).
 const ALERT_GROUP: &str = "redis-persistence.alerts";
 /// Evaluations of the alert group that must pass after AOF is off (≥ 10, and > SHORT_FOR).
+/// The longest any single condition may take.
+const CONDITION_TIMEOUT: Duration = Duration::from_secs(90);
 const QUIET_EVALUATIONS: f64 = 15.0;
 /// Label marking the alert this test posts itself (step 5), so it never merges with the
 /// real one Prometheus resends.
@@ -101,9 +103,13 @@ struct Stack {
 
 impl Stack {
     fn start() -> Stack {
-        let a = Redis::start();
-        let b = Redis::start();
-        let exporter = Exporter::start(&[("a", a.url()), ("b", b.url())]);
+        let a = Redis::start(RedisSpec::aof());
+        let b = Redis::start(RedisSpec::aof());
+        let targets = [
+            Target::new(a.url(), "a").label("env", "e2e"),
+            Target::new(b.url(), "b").label("env", "e2e"),
+        ];
+        let exporter = Exporter::start_logging_at(&refreshing_config("5s", &targets), None);
         let alertmanager =
             Alertmanager::start(&repo().join("deploy/alertmanager/alertmanager.yml"));
         let rules_dir = tempfile::Builder::new()
@@ -111,7 +117,11 @@ impl Stack {
             .tempdir()
             .expect("temp dir");
         let rules = shortened_rules(&rules_dir);
-        let prometheus = Prometheus::start(&rules, exporter.port(), alertmanager.port());
+        let prometheus = Prometheus::start(&prometheus_config(
+            Some(&rules),
+            Some(alertmanager.port()),
+            &static_job("redis-persistence-exporter", exporter.port()),
+        ));
         Stack {
             prometheus,
             alertmanager,
@@ -183,7 +193,7 @@ impl Stack {
                 .join("\n"),
             Err(e) => e,
         };
-        let scrape = self.exporter.scrape();
+        let scrape = self.exporter.try_get("/metrics").unwrap_or_else(|e| e);
         let exporter_lines: Vec<&str> = scrape
             .lines()
             .filter(|l| {
@@ -240,7 +250,7 @@ impl Stack {
     fn fail_rewrite(&self, target: &str) {
         let redis = self.redis(target);
         // 200 000 keys × 100 µs: the child needs ~20 s, ample time to find and kill it.
-        redis.ok(&["CONFIG", "SET", "rdb-key-save-delay", "100"]);
+        redis.cli_ok(&["CONFIG", "SET", "rdb-key-save-delay", "100"]);
         for attempt in 1..=3 {
             self.wait(&format!("no rewrite is running on {target}"), || {
                 (!redis.rewrite_state().1 && redis.child_pids().is_empty()).then_some(())
@@ -286,7 +296,7 @@ impl Stack {
     /// Runs clean rewrites on `target` until Redis reports `ok` with none running.
     fn clean_rewrite(&self, target: &str) {
         let redis = self.redis(target);
-        redis.ok(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+        redis.cli_ok(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
         let mut last_request: Option<Instant> = None;
         self.wait(
             &format!("{target} reports aof_last_bgrewrite_status:ok"),
@@ -340,7 +350,7 @@ fn alerts_flow_from_redis_to_alertmanager() {
         },
     );
     stack.wait("Prometheus has discovered the Alertmanager", || {
-        let data = e2e_support::get_json(
+        let data = support::get_json(
             &format!("http://127.0.0.1:{}/api/v1/alertmanagers", prom.port()),
             &[],
         )
@@ -365,7 +375,7 @@ fn alerts_flow_from_redis_to_alertmanager() {
     );
 
     for redis in [&stack.a, &stack.b] {
-        redis.ok(&["DEBUG", "POPULATE", "200000"]);
+        redis.cli_ok(&["DEBUG", "POPULATE", "200000"]);
     }
     step("1. baseline: both targets up with card ok, and no alert for either");
     for target in ["a", "b"] {
@@ -443,7 +453,7 @@ fn alerts_flow_from_redis_to_alertmanager() {
     step("4. b: kill a rewrite, then immediately turn AOF off");
     let b_started = Instant::now();
     stack.fail_rewrite("b");
-    stack.b.ok(&["CONFIG", "SET", "appendonly", "no"]);
+    stack.b.cli_ok(&["CONFIG", "SET", "appendonly", "no"]);
     assert_eq!(
         stack.b.info_field("aof_last_bgrewrite_status").as_deref(),
         Some("err"),
@@ -452,7 +462,7 @@ fn alerts_flow_from_redis_to_alertmanager() {
     stack.wait(
         "the exporter shows redis_aof_rewrite_state{target=b,state=not_applicable} 1",
         || {
-            let scrape = stack.exporter.scrape();
+            let scrape = stack.exporter.try_get("/metrics").unwrap_or_else(|e| e);
             (find_sample(
                 &scrape,
                 "redis_aof_rewrite_state",

@@ -5,14 +5,14 @@
 //! conditions with deadlines, never for fixed times, and never assert on speed. Each test owns
 //! its servers, ports and temp dirs, so they run in parallel.
 
-mod common;
+mod support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{
+use support::{
     config_toml, failures, free_port, parse_samples, poll_until, polls, run_exporter, sample,
-    samples, sigkill, try_scrape, up, value, wait_until, Exporter, Redis, RedisOptions, TargetSpec,
+    samples, sigkill, try_scrape, up, value, wait_until, Exporter, Redis, RedisSpec, Target,
 };
 
 /// Upper bound for a state change to show up in a scrape: several poll intervals, plus room
@@ -165,16 +165,16 @@ fn run_a_clean_rewrite(redis: &Redis) {
 
 #[test]
 fn aof_and_rdb_targets_expose_every_core_series() {
-    let aof = Redis::start(RedisOptions::aof());
-    let rdb = Redis::start(RedisOptions::rdb());
+    let aof = Redis::start(RedisSpec::aof());
+    let rdb = Redis::start(RedisSpec::rdb());
     let exporter = Exporter::start(&config_toml(
         "500ms",
         "400ms",
         &[
-            TargetSpec::new(aof.url(), "aof")
+            Target::new(aof.url(), "aof")
                 .label("env", "test")
                 .label("team", "payments"),
-            TargetSpec::new(rdb.url(), "rdb").label("env", "staging"),
+            Target::new(rdb.url(), "rdb").label("env", "staging"),
         ],
     ));
     let body = exporter.wait_for(STATE_TIMEOUT, "both targets are up", |body| {
@@ -354,12 +354,12 @@ fn aof_and_rdb_targets_expose_every_core_series() {
 
 #[test]
 fn killed_rewrite_turns_the_card_err_until_a_clean_rewrite() {
-    let redis = Redis::start(RedisOptions::aof());
+    let redis = Redis::start(RedisSpec::aof());
     load_and_slow_down(&redis);
     let exporter = Exporter::start(&config_toml(
         "500ms",
         "400ms",
-        &[TargetSpec::new(redis.url(), "aof")],
+        &[Target::new(redis.url(), "aof")],
     ));
     exporter.wait_for(STATE_TIMEOUT, "the target is healthy", |body| {
         aof_healthy(body, "aof")
@@ -393,12 +393,12 @@ fn killed_rewrite_turns_the_card_err_until_a_clean_rewrite() {
 
 #[test]
 fn aof_turned_off_after_a_failure_reads_not_applicable() {
-    let redis = Redis::start(RedisOptions::aof());
+    let redis = Redis::start(RedisSpec::aof());
     load_and_slow_down(&redis);
     let exporter = Exporter::start(&config_toml(
         "500ms",
         "400ms",
-        &[TargetSpec::new(redis.url(), "aof").label("env", "test")],
+        &[Target::new(redis.url(), "aof").label("env", "test")],
     ));
     exporter.wait_for(STATE_TIMEOUT, "the target is healthy", |body| {
         aof_healthy(body, "aof")
@@ -447,12 +447,12 @@ fn aof_turned_off_after_a_failure_reads_not_applicable() {
 
 #[test]
 fn killed_bgsave_shows_in_rdb_status_but_not_in_the_card() {
-    let redis = Redis::start(RedisOptions::aof());
+    let redis = Redis::start(RedisSpec::aof());
     load_and_slow_down(&redis);
     let exporter = Exporter::start(&config_toml(
         "500ms",
         "400ms",
-        &[TargetSpec::new(redis.url(), "aof")],
+        &[Target::new(redis.url(), "aof")],
     ));
     exporter.wait_for(STATE_TIMEOUT, "the target is healthy", |body| {
         aof_healthy(body, "aof") && value(body, "redis_rdb_last_bgsave_status", "aof") == Some(1.0)
@@ -489,17 +489,17 @@ fn killed_bgsave_shows_in_rdb_status_but_not_in_the_card() {
 
 #[test]
 fn frozen_and_dead_targets_go_down_without_delaying_the_healthy_one() {
-    let healthy = Redis::start(RedisOptions::aof());
-    let frozen = Redis::start(RedisOptions::aof());
-    let mut dead = Redis::start(RedisOptions::aof());
+    let healthy = Redis::start(RedisSpec::aof());
+    let frozen = Redis::start(RedisSpec::aof());
+    let dead = Redis::start(RedisSpec::aof());
     const INTERVAL: Duration = Duration::from_secs(1);
     let exporter = Exporter::start(&config_toml(
         "1s",
         "500ms",
         &[
-            TargetSpec::new(healthy.url(), "healthy"),
-            TargetSpec::new(frozen.url(), "frozen"),
-            TargetSpec::new(dead.url(), "dead"),
+            Target::new(healthy.url(), "healthy"),
+            Target::new(frozen.url(), "frozen"),
+            Target::new(dead.url(), "dead"),
         ],
     ));
     exporter.wait_for(STATE_TIMEOUT, "all three are up", |body| {
@@ -771,14 +771,14 @@ fn check_openmetrics(body: &str) -> Result<String, String> {
 
 #[test]
 fn openmetrics_exposition_is_strictly_valid() {
-    let redis = Redis::start(RedisOptions::aof());
+    let redis = Redis::start(RedisSpec::aof());
     let exporter = Exporter::start(&config_toml(
         "500ms",
         "400ms",
         &[
-            TargetSpec::new(redis.url(), "healthy").label("env", "test"),
+            Target::new(redis.url(), "healthy").label("env", "test"),
             // Nothing listens there: a down target with failure series.
-            TargetSpec::new(format!("redis://127.0.0.1:{}", free_port()), "down"),
+            Target::new(format!("redis://127.0.0.1:{}", free_port()), "down"),
         ],
     ));
     // A finished rewrite adds the duration series, so every core family is in the body.
@@ -824,15 +824,15 @@ fn openmetrics_exposition_is_strictly_valid() {
 
 #[test]
 fn unix_socket_target_is_polled() {
-    let mut redis = Redis::start(RedisOptions {
+    let redis = Redis::start(RedisSpec {
         unix_socket: true,
-        ..RedisOptions::aof()
+        ..RedisSpec::aof()
     });
     assert!(redis.url().starts_with("unix:///"), "{}", redis.url());
     let exporter = Exporter::start(&config_toml(
         "500ms",
         "400ms",
-        &[TargetSpec::new(redis.url(), "socket")],
+        &[Target::new(redis.url(), "socket")],
     ));
     exporter.wait_for(STATE_TIMEOUT, "the socket target is up", |body| {
         aof_healthy(body, "socket") && value(body, "redis_aof_enabled", "socket") == Some(1.0)
@@ -903,11 +903,11 @@ fn accepted_ports(log: &str) -> Vec<u16> {
 
 #[test]
 fn connections_are_kept_between_polls_unless_keep_connections_is_false() {
-    let redis = Redis::start(RedisOptions::aof());
+    let redis = Redis::start(RedisSpec::aof());
     let kept = Exporter::start(&config_toml(
         "300ms",
         "250ms",
-        &[TargetSpec::new(redis.url(), "kept")],
+        &[Target::new(redis.url(), "kept")],
     ));
     kept.wait_for(STATE_TIMEOUT, "the target is up", |body| {
         aof_healthy(body, "kept")
@@ -920,11 +920,7 @@ fn connections_are_kept_between_polls_unless_keep_connections_is_false() {
 
     let per_poll = Exporter::start(&format!(
         "keep_connections = false\n{}",
-        config_toml(
-            "300ms",
-            "250ms",
-            &[TargetSpec::new(redis.url(), "per_poll")]
-        )
+        config_toml("300ms", "250ms", &[Target::new(redis.url(), "per_poll")])
     ));
     per_poll.wait_for(STATE_TIMEOUT, "the target is up", |body| {
         aof_healthy(body, "per_poll")
@@ -954,16 +950,12 @@ fn connections_are_kept_between_polls_unless_keep_connections_is_false() {
 
 #[test]
 fn replicas_that_leave_disappear_from_the_next_full_read() {
-    let primary = Redis::start(RedisOptions::aof());
-    let replica = Redis::start(RedisOptions::aof());
+    let primary = Redis::start(RedisSpec::aof());
+    let replica = Redis::start(RedisSpec::aof());
     // Every poll reads the replication section.
     let exporter = Exporter::start(&format!(
         "siblings_refresh_interval = \"300ms\"\n{}",
-        config_toml(
-            "300ms",
-            "250ms",
-            &[TargetSpec::new(primary.url(), "primary")]
-        )
+        config_toml("300ms", "250ms", &[Target::new(primary.url(), "primary")])
     ));
     replica.cli(&["REPLICAOF", "127.0.0.1", &primary.port().to_string()]);
     exporter.wait_for(STATE_TIMEOUT, "the replica shows online", |body| {
@@ -995,9 +987,9 @@ fn connected_clients(redis: &Redis) -> u64 {
 
 #[test]
 fn connects_cut_short_by_the_poll_timeout_leave_no_connection_behind() {
-    let redis = Redis::start(RedisOptions::aof());
-    let targets: Vec<TargetSpec> = (0..200)
-        .map(|i| TargetSpec::new(redis.url(), format!("t{i:03}")))
+    let redis = Redis::start(RedisSpec::aof());
+    let targets: Vec<Target> = (0..200)
+        .map(|i| Target::new(redis.url(), format!("t{i:03}")))
         .collect();
     // A timeout far shorter than a connect: most connects are cut short, some of them after
     // the client's handshake has already gone out.

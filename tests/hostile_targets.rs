@@ -11,17 +11,15 @@
 //! Also here: the `INFO` parser, fed every reference reply truncated at every byte and with
 //! random byte flips, never panics; and every saved fuzzer finding parses without a panic.
 
-mod common;
-mod hostile_support;
+mod support;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{
-    config_toml, failures, polls, samples, try_scrape, up, Exporter, Redis, RedisOptions,
-    TargetSpec,
+use support::{bulk, noise, Behavior, FakeRedis};
+use support::{
+    config_toml, failures, polls, samples, try_scrape, up, Exporter, Redis, RedisSpec, Target,
 };
-use hostile_support::{bulk, noise, Behavior, FakeRedis};
 
 use proptest::prelude::*;
 use redis_persistence_exporter::info;
@@ -130,7 +128,7 @@ struct Case {
 
 /// Every case, with the classification the exporter owes it.
 fn cases() -> Vec<Case> {
-    let mut random = noise(0x5eed_1234_abcd, 4096);
+    let mut random = noise(4096, 0x5eed_1234_abcd);
     // A first byte that is no RESP type: the reply is garbage from its first byte on, and
     // the case cannot turn into "a valid header announcing more" by chance.
     random[0] = 0xff;
@@ -197,18 +195,18 @@ fn cases() -> Vec<Case> {
 
 #[test]
 fn each_hostile_target_fails_with_its_own_reason_while_a_healthy_one_keeps_its_schedule() {
-    let redis = Redis::start(RedisOptions::rdb());
+    let redis = Redis::start(RedisSpec::rdb());
     let cases = cases();
     let fakes: Vec<FakeRedis> = cases
         .iter()
         .map(|_| FakeRedis::start(Behavior::Healthy))
         .collect();
-    let mut targets = vec![TargetSpec::new(redis.url(), "real-redis")];
+    let mut targets = vec![Target::new(redis.url(), "real-redis")];
     targets.extend(
         cases
             .iter()
             .zip(&fakes)
-            .map(|(case, fake)| TargetSpec::new(fake.url(), case.name)),
+            .map(|(case, fake)| Target::new(fake.url(), case.name)),
     );
     let exporter = Exporter::start(&config_toml(POLL_INTERVAL, POLL_TIMEOUT, &targets));
 
@@ -328,10 +326,10 @@ fn enormous_replies_leave_the_exporter_memory_bounded() {
         .map(|_| FakeRedis::start(Behavior::Healthy))
         .collect();
     let names: Vec<String> = (0..TARGETS).map(|i| format!("enormous-{i}")).collect();
-    let targets: Vec<TargetSpec> = fakes
+    let targets: Vec<Target> = fakes
         .iter()
         .zip(&names)
-        .map(|(fake, name)| TargetSpec::new(fake.url(), name.as_str()))
+        .map(|(fake, name)| Target::new(fake.url(), name.as_str()))
         .collect();
     let exporter = Exporter::start(&config_toml(POLL_INTERVAL, POLL_TIMEOUT, &targets));
     let pid = exporter.pid();

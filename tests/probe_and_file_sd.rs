@@ -1,11 +1,11 @@
 //! The allow-listed `/probe` endpoint and `file_sd` discovery, against a real redis-server and
 //! the real binary.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{sample, Exporter, Redis, RedisOptions};
+use support::{sample, Exporter, Redis, RedisSpec};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -21,7 +21,7 @@ fn get(port: u16, path_and_query: &str) -> (u16, String) {
 
 #[test]
 fn probe_polls_allowed_targets_only() {
-    let redis = Redis::start(RedisOptions::aof());
+    let redis = Redis::start(RedisSpec::aof());
     let sd_dir = tempfile::tempdir().unwrap();
     let exporter = Exporter::start(&format!(
         "poll_interval = \"500ms\"\npoll_timeout = \"400ms\"\n\
@@ -75,7 +75,7 @@ fn probe_polls_allowed_targets_only() {
 
 #[test]
 fn file_sd_targets_follow_the_file() {
-    let redis = Redis::start(RedisOptions::aof());
+    let redis = Redis::start(RedisSpec::aof());
     let sd_dir = tempfile::tempdir().unwrap();
     let file = sd_dir.path().join("targets.json");
     std::fs::write(
@@ -97,7 +97,7 @@ fn file_sd_targets_follow_the_file() {
 
     // A half-written file keeps the targets it had.
     std::fs::write(&file, "[{\"targets\": [").unwrap();
-    common::wait_until(WAIT, "the broken file is noticed", || {
+    support::wait_until(WAIT, "the broken file is noticed", || {
         exporter.log().contains("file_sd file unusable")
     });
     let noticed = exporter.scrape();
@@ -126,7 +126,7 @@ fn file_sd_targets_follow_the_file() {
 
 #[test]
 fn check_includes_file_sd_targets() {
-    let redis = Redis::start(RedisOptions::aof());
+    let redis = Redis::start(RedisSpec::aof());
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("targets.json"),
@@ -142,7 +142,7 @@ fn check_includes_file_sd_targets() {
         "poll_timeout = \"2s\"\n[[file_sd]]\nfiles = [\"*.json\"]\n",
     )
     .unwrap();
-    let output = common::run_exporter(["check".as_ref(), "--config".as_ref(), config.as_os_str()]);
+    let output = support::run_exporter(["check".as_ref(), "--config".as_ref(), config.as_os_str()]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
     assert!(
@@ -153,7 +153,7 @@ fn check_includes_file_sd_targets() {
 
 #[test]
 fn insecure_tls_is_warned_about_once_per_target_not_per_discovery_change() {
-    let redis = Redis::start(RedisOptions::aof());
+    let redis = Redis::start(RedisSpec::aof());
     let sd_dir = tempfile::tempdir().unwrap();
     let file = sd_dir.path().join("targets.json");
     let entries = |names: &[&str]| {
@@ -175,7 +175,7 @@ fn insecure_tls_is_warned_about_once_per_target_not_per_discovery_change() {
          [[targets]]\nurl = \"rediss://127.0.0.1:{}\"\nname = \"insecure\"\n\
          tls_insecure_skip_verify = true\n\
          [[file_sd]]\nfiles = [\"{}/*.json\"]\nrefresh_interval = \"200ms\"\n",
-        common::free_port(),
+        support::free_port(),
         sd_dir.path().display()
     ));
     let warnings = || {

@@ -4,16 +4,16 @@
 //! Each test shows the healthy state first, then changes the topology (node added, failover,
 //! node removed, node or Sentinel gone) and waits for the exporter to follow.
 
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{
-    free_port, samples, start_on_free_port, wait_until, Exporter, Proc, REDIS_CLI, REDIS_SERVER,
+use support::{
+    free_port, run_cli, samples, start_on_free_port, wait_until, Exporter, Proc, Server as Release,
 };
 use tempfile::TempDir;
 
@@ -45,7 +45,7 @@ impl Server {
             |port| {
                 let attempt = dir.path().join(port.to_string());
                 fs::create_dir_all(&attempt).expect("attempt dir");
-                let mut command = Command::new(REDIS_SERVER);
+                let mut command = Command::new(Release::Redis70.binary_path());
                 command.args(args(&attempt, port)).current_dir(&attempt);
                 command
             },
@@ -161,37 +161,20 @@ fn base_args(dir: &Path, port: u16) -> Vec<String> {
     ])
 }
 
-/// `redis-cli` with an optional password; trimmed stdout, or the failure.
-fn redis_cli_raw(args: &[String]) -> String {
-    let output = Command::new(REDIS_CLI)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run redis-cli");
-    let mut text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    if !output.status.success() {
-        text.push_str(&format!(
-            "\n(redis-cli failed: {})",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
-    }
-    text
-}
-
 fn cli(port: u16, password: Option<&str>, args: &[&str]) -> String {
     let mut all = strings(&["-h", "127.0.0.1", "-p", &port.to_string()]);
     if let Some(password) = password {
         all.extend(strings(&["--no-auth-warning", "-a", password]));
     }
     all.extend(strings(args));
-    redis_cli_raw(&all)
+    run_cli(&all)
 }
 
 /// `redis-cli --cluster <args>` with the cluster password.
 fn cluster_tool(password: &str, args: &[&str]) -> String {
     let mut all = strings(&["--no-auth-warning", "-a", password, "--cluster"]);
     all.extend(strings(args));
-    redis_cli_raw(&all)
+    run_cli(&all)
 }
 
 /// Per target of `cluster`: its `role` label and `redis_up` value.

@@ -3,11 +3,11 @@
 //! ones start, removed ones disappear, a bad config is rejected while the old one keeps
 //! running, and SIGTERM exits 0 promptly.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{polls, sample, Exporter, Redis, RedisOptions, TargetSpec};
+use support::{polls, sample, Exporter, Redis, RedisSpec, Target};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -37,14 +37,14 @@ fn http_post(port: u16, path: &str) -> (u16, String) {
 
 #[test]
 fn reload_keeps_unchanged_targets_and_applies_the_rest_then_sigterm_exits_zero() {
-    let a = Redis::start(RedisOptions::aof());
-    let b = Redis::start(RedisOptions::aof());
-    let c = Redis::start(RedisOptions::rdb());
-    let config = |targets: &[TargetSpec]| common::config_toml("500ms", "400ms", targets);
+    let a = Redis::start(RedisSpec::aof());
+    let b = Redis::start(RedisSpec::aof());
+    let c = Redis::start(RedisSpec::rdb());
+    let config = |targets: &[Target]| support::config_toml("500ms", "400ms", targets);
     let mut exporter = Exporter::start(&config(&[
-        TargetSpec::new(a.url(), "a"),
-        TargetSpec::new(b.url(), "b"),
-        TargetSpec::new(c.url(), "d"),
+        Target::new(a.url(), "a"),
+        Target::new(b.url(), "b"),
+        Target::new(c.url(), "d"),
     ]));
 
     // Healthy: all three up, with enough polls that a reset would show.
@@ -71,9 +71,9 @@ fn reload_keeps_unchanged_targets_and_applies_the_rest_then_sigterm_exits_zero()
     std::fs::write(
         exporter.config_path(),
         config(&[
-            TargetSpec::new(a.url(), "a"),
-            TargetSpec::new(b.url(), "b").label("env", "changed"),
-            TargetSpec::new(c.url(), "c"),
+            Target::new(a.url(), "a"),
+            Target::new(b.url(), "b").label("env", "changed"),
+            Target::new(c.url(), "c"),
         ]),
     )
     .unwrap();
@@ -113,7 +113,7 @@ fn reload_keeps_unchanged_targets_and_applies_the_rest_then_sigterm_exits_zero()
         a_connection,
         "a kept its connection"
     );
-    common::wait_until(WAIT, "b reconnected with a new connection", || {
+    support::wait_until(WAIT, "b reconnected with a new connection", || {
         let now = exporter_client_ids(&b);
         now.len() == 1 && now != b_connection
     });
@@ -154,7 +154,7 @@ fn reload_keeps_unchanged_targets_and_applies_the_rest_then_sigterm_exits_zero()
         exporter.log_tail(20)
     );
     assert!(exit.unwrap().success(), "exit status {exit:?}");
-    common::wait_until(WAIT, "the connection to a is closed", || {
+    support::wait_until(WAIT, "the connection to a is closed", || {
         exporter_client_ids(&a).is_empty()
     });
 }

@@ -8,14 +8,17 @@
 //!
 //! Run with `cargo test --test security -- --test-threads=2`.
 
-mod common;
-mod security_support;
+mod support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::EXPORTER;
-use security_support::*;
+use std::time::Duration;
+
+use support::*;
+
+/// Generous: other test binaries share the two cores.
+const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Fast polling so state changes show up quickly; the timeout may not exceed the interval.
 const POLL: &str = "poll_interval = \"1s\"\npoll_timeout = \"1s\"\n";
@@ -42,14 +45,14 @@ fn web_tls_and_basic_auth_with_curl_and_prometheus() {
     let pki = Pki::new("web-ca");
     let server = pki.leaf("exporter", "DNS:localhost,IP:127.0.0.1");
     let ca = pki.ca();
-    let redis = Redis::start(Listen::Plain);
+    let redis = Redis::start(RedisSpec::rdb());
     let dir = tempdir();
     let config = write(
         dir.path(),
         "exporter.toml",
         &format!(
             "{POLL}[[targets]]\nurl = \"redis://127.0.0.1:{}\"\nname = \"plain\"\n",
-            redis.port
+            redis.port()
         ),
     );
     let web_password = random_secret(20);
@@ -63,7 +66,7 @@ fn web_tls_and_basic_auth_with_curl_and_prometheus() {
             s(&server.key)
         ),
     );
-    let mut exporter = Exporter::start(
+    let mut exporter = Exporter::launch(
         &config,
         ExporterOptions {
             web_config: Some(web),
@@ -99,7 +102,8 @@ fn web_tls_and_basic_auth_with_curl_and_prometheus() {
     // The right credentials: 200 and an OpenMetrics body that shows the target up.
     let credentials = format!("prom:{web_password}");
     exporter.set_client("https", &["--cacert", s(&ca), "-u", &credentials]);
-    exporter.wait_for(
+    exporter.wait_metrics(
+        DEADLINE,
         "the target is up, scraped over HTTPS with basic auth",
         |m| m.up("plain") == Some(1.0),
     );
@@ -128,7 +132,7 @@ fn web_tls_and_basic_auth_with_curl_and_prometheus() {
     );
 
     // Plain HTTP to the TLS port gets no HTTP answer at all.
-    let plain = curl(&[&format!("http://127.0.0.1:{}/metrics", exporter.port)]);
+    let plain = curl(&[&format!("http://127.0.0.1:{}/metrics", exporter.port())]);
     assert_eq!(
         plain.status, None,
         "plain HTTP to the TLS port answered: {plain:?}"
@@ -166,14 +170,18 @@ fn web_tls_and_basic_auth_with_curl_and_prometheus() {
         format!(
             "  - job_name: {name}\n    scheme: https\n    tls_config:\n      ca_file: {}\n    basic_auth:\n      username: prom\n      password: '{password}'\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
             s(&ca),
-            exporter.port
+            exporter.port()
         )
     };
-    let prometheus =
-        Prometheus::start(&(job("rpe-tls", &web_password) + &job("rpe-tls-wrong", "wrong")));
+    let prometheus = Prometheus::start(&prometheus_config(
+        None,
+        None,
+        &(job("rpe-tls", &web_password) + &job("rpe-tls-wrong", "wrong")),
+    ));
     let value = |promql: &str| -> Option<String> {
         prometheus
             .query(promql)
+            .unwrap_or_default()
             .first()
             .and_then(|r| r["value"][1].as_str().map(str::to_owned))
     };
@@ -205,14 +213,14 @@ fn web_tls_requires_a_client_certificate_from_the_configured_ca() {
     let rogue_pki = Pki::new("rogue-ca");
     let rogue = rogue_pki.leaf("prometheus", "DNS:prometheus");
     let ca = pki.ca();
-    let redis = Redis::start(Listen::Plain);
+    let redis = Redis::start(RedisSpec::rdb());
     let dir = tempdir();
     let config = write(
         dir.path(),
         "exporter.toml",
         &format!(
             "{POLL}[[targets]]\nurl = \"redis://127.0.0.1:{}\"\nname = \"plain\"\n",
-            redis.port
+            redis.port()
         ),
     );
     let web = write(
@@ -225,7 +233,7 @@ fn web_tls_requires_a_client_certificate_from_the_configured_ca() {
             s(&ca)
         ),
     );
-    let mut exporter = Exporter::start(
+    let mut exporter = Exporter::launch(
         &config,
         ExporterOptions {
             web_config: Some(web),
@@ -244,9 +252,11 @@ fn web_tls_requires_a_client_certificate_from_the_configured_ca() {
             s(&client.key),
         ],
     );
-    exporter.wait_for("the target is up, scraped with a client certificate", |m| {
-        m.up("plain") == Some(1.0)
-    });
+    exporter.wait_metrics(
+        DEADLINE,
+        "the target is up, scraped with a client certificate",
+        |m| m.up("plain") == Some(1.0),
+    );
 
     exporter.set_client("https", &["--cacert", s(&ca)]);
     let reply = exporter.request("/metrics", &[]);
@@ -297,14 +307,17 @@ fn redis_tls_verification_and_client_certificates() {
     let pki = Pki::new("redis-ca");
     let ca = pki.ca();
     let other_pki = Pki::new("unrelated-ca");
-    let tls = |auth_clients| Listen::Tls {
-        server: pki.leaf(
-            if auth_clients { "redis-mtls" } else { "redis" },
-            "DNS:redis.test",
-        ),
-        ca: ca.clone(),
-        client: pki.leaf("admin", "DNS:admin"),
-        auth_clients,
+    let tls = |auth_clients| RedisSpec {
+        tls: Some(Tls {
+            server: pki.leaf(
+                if auth_clients { "redis-mtls" } else { "redis" },
+                "DNS:redis.test",
+            ),
+            ca: ca.clone(),
+            client: pki.leaf("admin", "DNS:admin"),
+            auth_clients,
+        }),
+        ..RedisSpec::default()
     };
     let redis = Redis::start(tls(false));
     let mtls = Redis::start(tls(true));
@@ -316,26 +329,26 @@ fn redis_tls_verification_and_client_certificates() {
     let ca_line = format!("tls_ca_file = \"{}\"\n", s(&ca));
     let config = [
         POLL.to_owned(),
-        target("verified", redis.port, &format!("{ca_line}tls_server_name = \"redis.test\"")),
-        target("by-ip", redis.port, &ca_line),
-        target("wrong-ca", redis.port, &format!("tls_ca_file = \"{}\"\ntls_server_name = \"redis.test\"", s(&other_pki.ca()))),
-        target("insecure", redis.port, "tls_insecure_skip_verify = true"),
+        target("verified", redis.port(), &format!("{ca_line}tls_server_name = \"redis.test\"")),
+        target("by-ip", redis.port(), &ca_line),
+        target("wrong-ca", redis.port(), &format!("tls_ca_file = \"{}\"\ntls_server_name = \"redis.test\"", s(&other_pki.ca()))),
+        target("insecure", redis.port(), "tls_insecure_skip_verify = true"),
         target(
             "mtls-with-cert",
-            mtls.port,
+            mtls.port(),
             &format!(
                 "{ca_line}tls_server_name = \"redis.test\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"",
                 s(&client.cert),
                 s(&client.key)
             ),
         ),
-        target("mtls-without-cert", mtls.port, &format!("{ca_line}tls_server_name = \"redis.test\"")),
+        target("mtls-without-cert", mtls.port(), &format!("{ca_line}tls_server_name = \"redis.test\"")),
     ]
     .concat();
     let config = write(dir.path(), "exporter.toml", &config);
-    let exporter = Exporter::start(&config, ExporterOptions::default());
+    let exporter = Exporter::launch(&config, ExporterOptions::default());
 
-    let metrics = exporter.wait_for("every TLS target has a verdict", |m| {
+    let metrics = exporter.wait_metrics(DEADLINE, "every TLS target has a verdict", |m| {
         m.up("verified") == Some(1.0)
             && m.up("insecure") == Some(1.0)
             && m.up("mtls-with-cert") == Some(1.0)
@@ -413,7 +426,7 @@ fn acl_log_entries(redis: &Redis, user: &str) -> usize {
 
 #[test]
 fn minimal_acl_from_the_docs_is_enough_and_each_permission_matters() {
-    let redis = Redis::start(Listen::Plain);
+    let redis = Redis::start(RedisSpec::rdb());
     let password = random_secret(24);
     let full = documented_acl("exporter", &password);
     let without = |user: &str, permission: &str| -> Vec<String> {
@@ -436,7 +449,7 @@ fn minimal_acl_from_the_docs_is_enough_and_each_permission_matters() {
     let target = |user: &str| {
         format!(
             "[[targets]]\nurl = \"redis://127.0.0.1:{}\"\nname = \"{user}\"\nusername = \"{user}\"\npassword = \"{password}\"\n",
-            redis.port
+            redis.port()
         )
     };
     // A short config refresh so a granted +config|get shows up within the test.
@@ -447,15 +460,19 @@ fn minimal_acl_from_the_docs_is_enough_and_each_permission_matters() {
         target("noconfig")
     );
     let config = write(dir.path(), "exporter.toml", &config);
-    let exporter = Exporter::start(&config, ExporterOptions::default());
+    let exporter = Exporter::launch(&config, ExporterOptions::default());
 
-    let metrics = exporter.wait_for("the documented user polls fully, the others degrade", |m| {
-        m.up("exporter") == Some(1.0)
-            && m.value("redis_config_available", &[("target", "exporter")]) == Some(1.0)
-            && m.failure_reason("noinfo").as_deref() == Some("permission")
-            && m.up("noconfig") == Some(1.0)
-            && m.value("redis_config_available", &[("target", "noconfig")]) == Some(0.0)
-    });
+    let metrics = exporter.wait_metrics(
+        DEADLINE,
+        "the documented user polls fully, the others degrade",
+        |m| {
+            m.up("exporter") == Some(1.0)
+                && m.first("redis_config_available", &[("target", "exporter")]) == Some(1.0)
+                && m.failure_reason("noinfo").as_deref() == Some("permission")
+                && m.up("noconfig") == Some(1.0)
+                && m.first("redis_config_available", &[("target", "noconfig")]) == Some(0.0)
+        },
+    );
     assert_eq!(metrics.up("noinfo"), Some(0.0));
     assert!(metrics.failure_reason("exporter").is_none());
 
@@ -476,10 +493,10 @@ fn minimal_acl_from_the_docs_is_enough_and_each_permission_matters() {
     // Granting the missing permissions recovers both, without a restart.
     redis.cli_ok(&["ACL", "SETUSER", "noinfo", "+info"]);
     redis.cli_ok(&["ACL", "SETUSER", "noconfig", "+config|get"]);
-    exporter.wait_for("granted permissions take effect", |m| {
+    exporter.wait_metrics(DEADLINE, "granted permissions take effect", |m| {
         m.up("noinfo") == Some(1.0)
             && m.failure_reason("noinfo").is_none()
-            && m.value("redis_config_available", &[("target", "noconfig")]) == Some(1.0)
+            && m.first("redis_config_available", &[("target", "noconfig")]) == Some(1.0)
     });
 }
 
@@ -505,7 +522,7 @@ fn connection_ids(redis: &Redis, user: &str) -> Vec<String> {
 
 #[test]
 fn password_file_rotation_and_password_env() {
-    let redis = Redis::start(Listen::Plain);
+    let redis = Redis::start(RedisSpec::rdb());
     let first = random_secret(24);
     setuser(&redis, &documented_acl("exporter", &first));
     let env_password = random_secret(24);
@@ -513,7 +530,7 @@ fn password_file_rotation_and_password_env() {
 
     let dir = tempdir();
     let password_file = write(dir.path(), "password", &format!("{first}\n"));
-    let port = redis.port;
+    let port = redis.port();
     let config = format!(
         "{POLL}\
          [[targets]]\nurl = \"redis://127.0.0.1:{port}\"\nname = \"rotating\"\nusername = \"exporter\"\npassword_file = \"{}\"\n\
@@ -522,7 +539,7 @@ fn password_file_rotation_and_password_env() {
         s(&password_file)
     );
     let config = write(dir.path(), "exporter.toml", &config);
-    let mut exporter = Exporter::start(
+    let mut exporter = Exporter::launch(
         &config,
         ExporterOptions {
             env: vec![
@@ -532,7 +549,8 @@ fn password_file_rotation_and_password_env() {
             ..Default::default()
         },
     );
-    exporter.wait_for(
+    exporter.wait_metrics(
+        DEADLINE,
         "file and env passwords work, a wrong env password does not",
         |m| {
             m.up("rotating") == Some(1.0)
@@ -559,11 +577,13 @@ fn password_file_rotation_and_password_env() {
         exporter.output()
     );
     redis.cli_ok(&["ACL", "SETUSER", "exporter", &format!("<{first}")]);
-    let metrics = exporter.wait_for("still up after the old password is removed", |m| {
-        m.up("rotating") == Some(1.0)
-    });
+    let metrics = exporter.wait_metrics(
+        DEADLINE,
+        "still up after the old password is removed",
+        |m| m.up("rotating") == Some(1.0),
+    );
     assert_eq!(
-        metrics.value(
+        metrics.first(
             "redis_persistence_exporter_poll_failures_total",
             &[("target", "rotating")]
         ),
@@ -582,11 +602,11 @@ fn password_file_rotation_and_password_env() {
         &format!(">{third}"),
     ]);
     redis.cli(&["CLIENT", "KILL", "USER", "exporter"]);
-    exporter.wait_for("the stale password fails with reason auth", |m| {
+    exporter.wait_metrics(DEADLINE, "the stale password fails with reason auth", |m| {
         m.up("rotating") == Some(0.0) && m.failure_reason("rotating").as_deref() == Some("auth")
     });
     fs::write(&password_file, format!("{third}\n")).unwrap();
-    exporter.wait_for("the new password from the file is used", |m| {
+    exporter.wait_metrics(DEADLINE, "the new password from the file is used", |m| {
         m.up("rotating") == Some(1.0) && m.failure_reason("rotating").is_none()
     });
     assert_eq!(exporter.pid(), pid);
@@ -653,18 +673,17 @@ fn run_checks(config: &Path, format: &'static str, outputs: &mut Outputs) {
         outputs.add(format!("check {args:?} stdout"), stdout);
         outputs.add(format!("check {args:?} stderr"), stderr);
     }
-    let out = std::process::Command::new(EXPORTER)
-        .args([
-            "--config",
-            s(config),
-            "--check-config",
-            "--log.level",
-            "trace",
-            "--log.format",
-            format,
-        ])
-        .output()
-        .unwrap();
+    let out = exporter_command([
+        "--config",
+        s(config),
+        "--check-config",
+        "--log.level",
+        "trace",
+        "--log.format",
+        format,
+    ])
+    .output()
+    .unwrap();
     assert!(out.status.success());
     outputs.add(
         "--check-config stdout",
@@ -680,12 +699,15 @@ fn secrets_stay_secret(format: &'static str) {
     let pki = Pki::new("redis-ca");
     let ca = pki.ca();
     let secret = random_secret(24);
-    let redis = Redis::start(Listen::Plain);
-    let tls = Redis::start(Listen::Tls {
-        server: pki.leaf("redis", "DNS:redis.test"),
-        ca: ca.clone(),
-        client: pki.leaf("admin", "DNS:admin"),
-        auth_clients: false,
+    let redis = Redis::start(RedisSpec::rdb());
+    let tls = Redis::start(RedisSpec {
+        tls: Some(Tls {
+            server: pki.leaf("redis", "DNS:redis.test"),
+            ca: ca.clone(),
+            client: pki.leaf("admin", "DNS:admin"),
+            auth_clients: false,
+        }),
+        ..RedisSpec::default()
     });
     for server in [&redis, &tls] {
         setuser(server, &documented_acl("exporter", &secret));
@@ -711,23 +733,23 @@ fn secrets_stay_secret(format: &'static str) {
     let config_text = |good_extra: &str| {
         [
             POLL.to_owned(),
-            target("good", format!("redis://127.0.0.1:{}", redis.port), &format!("username = \"exporter\"\n{good_extra}")),
-            target("wrong-password", format!("redis://127.0.0.1:{}", redis.port), "username = \"other\""),
+            target("good", format!("redis://127.0.0.1:{}", redis.port()), &format!("username = \"exporter\"\n{good_extra}")),
+            target("wrong-password", format!("redis://127.0.0.1:{}", redis.port()), "username = \"other\""),
             target(
                 "tls-failure",
-                format!("rediss://127.0.0.1:{}", tls.port),
+                format!("rediss://127.0.0.1:{}", tls.port()),
                 &format!("username = \"exporter\"\ntls_ca_file = \"{}\"", s(&ca)),
             ),
             target(
                 "tls-good",
-                format!("rediss://127.0.0.1:{}", tls.port),
+                format!("rediss://127.0.0.1:{}", tls.port()),
                 &format!("username = \"exporter\"\ntls_ca_file = \"{}\"\ntls_server_name = \"redis.test\"", s(&ca)),
             ),
         ]
         .concat()
     };
     let config = write(dir.path(), "exporter.toml", &config_text(""));
-    let mut exporter = Exporter::start(
+    let mut exporter = Exporter::launch(
         &config,
         ExporterOptions {
             web_config: Some(web),
@@ -740,7 +762,8 @@ fn secrets_stay_secret(format: &'static str) {
     exporter.set_client("http", &["-u", &credentials]);
     let mut outputs = Outputs::default();
 
-    let metrics = exporter.wait_for(
+    let metrics = exporter.wait_metrics(
+        DEADLINE,
         "right password up, wrong password auth, wrong name tls",
         |m| {
             m.up("good") == Some(1.0)
@@ -749,7 +772,7 @@ fn secrets_stay_secret(format: &'static str) {
                 && m.failure_reason("tls-failure").as_deref() == Some("tls")
         },
     );
-    outputs.add("/metrics", metrics.0);
+    outputs.add("/metrics", metrics.text);
     outputs.add("/", exporter.get("/"));
 
     // A reload that changes the target, so it reconnects with the password again.
@@ -761,11 +784,11 @@ fn secrets_stay_secret(format: &'static str) {
     let reply = exporter.request("/-/reload", &["-X", "POST"]);
     assert_eq!(reply.status, Some(200), "{reply:?}");
     outputs.add("/-/reload", reply.body);
-    let metrics = exporter.wait_for("the reloaded target is up", |m| {
-        m.value("redis_up", &[("target", "good"), ("env", "reloaded")]) == Some(1.0)
+    let metrics = exporter.wait_metrics(DEADLINE, "the reloaded target is up", |m| {
+        m.first("redis_up", &[("target", "good"), ("env", "reloaded")]) == Some(1.0)
             && m.failure_reason("wrong-password").as_deref() == Some("auth")
     });
-    outputs.add("/metrics after reload", metrics.0);
+    outputs.add("/metrics after reload", metrics.text);
     outputs.add("/ after reload", exporter.get("/"));
 
     run_checks(&config, format, &mut outputs);
@@ -795,22 +818,25 @@ fn password_inline_in_the_url_appears_nowhere() {
     let pki = Pki::new("redis-ca");
     let ca = pki.ca();
     let secret = random_secret(24);
-    let redis = Redis::start(Listen::Plain);
-    let tls = Redis::start(Listen::Tls {
-        server: pki.leaf("redis", "DNS:redis.test"),
-        ca: ca.clone(),
-        client: pki.leaf("admin", "DNS:admin"),
-        auth_clients: false,
+    let redis = Redis::start(RedisSpec::rdb());
+    let tls = Redis::start(RedisSpec {
+        tls: Some(Tls {
+            server: pki.leaf("redis", "DNS:redis.test"),
+            ca: ca.clone(),
+            client: pki.leaf("admin", "DNS:admin"),
+            auth_clients: false,
+        }),
+        ..RedisSpec::default()
     });
     for server in [&redis, &tls] {
         setuser(server, &documented_acl("exporter", &secret));
     }
     // A second server, so the wrong-password target gets a name of its own.
-    let other = Redis::start(Listen::Plain);
+    let other = Redis::start(RedisSpec::rdb());
     setuser(&other, &documented_acl("other", &random_secret(24)));
-    let good = format!("redis://exporter:{secret}@127.0.0.1:{}", redis.port);
-    let wrong = format!("redis://other:{secret}@127.0.0.1:{}", other.port);
-    let tls_failure = format!("rediss://exporter:{secret}@127.0.0.1:{}", tls.port);
+    let good = format!("redis://exporter:{secret}@127.0.0.1:{}", redis.port());
+    let wrong = format!("redis://other:{secret}@127.0.0.1:{}", other.port());
+    let tls_failure = format!("rediss://exporter:{secret}@127.0.0.1:{}", tls.port());
     let dir = tempdir();
     // No `name`: the default name comes from the URL and must drop the credentials.
     let config = format!(
@@ -819,11 +845,11 @@ fn password_inline_in_the_url_appears_nowhere() {
         s(&ca)
     );
     let config = write(dir.path(), "exporter.toml", &config);
-    let good_name = format!("redis://127.0.0.1:{}", redis.port);
-    let tls_name = format!("rediss://127.0.0.1:{}", tls.port);
+    let good_name = format!("redis://127.0.0.1:{}", redis.port());
+    let tls_name = format!("rediss://127.0.0.1:{}", tls.port());
     let mut outputs = Outputs::default();
     for format in ["text", "json"] {
-        let exporter = Exporter::start(
+        let exporter = Exporter::launch(
             &config,
             ExporterOptions {
                 log_level: Some("trace"),
@@ -831,12 +857,12 @@ fn password_inline_in_the_url_appears_nowhere() {
                 ..Default::default()
             },
         );
-        let metrics = exporter.wait_for("URL credentials are used", |m| {
-            m.value("redis_up", &[("target", &good_name)]) == Some(1.0)
+        let metrics = exporter.wait_metrics(DEADLINE, "URL credentials are used", |m| {
+            m.first("redis_up", &[("target", &good_name)]) == Some(1.0)
                 && m.failure_reason(&tls_name).as_deref() == Some("tls")
-                && m.0.contains("reason=\"auth\"")
+                && m.text.contains("reason=\"auth\"")
         });
-        outputs.add(format!("/metrics ({format})"), metrics.0);
+        outputs.add(format!("/metrics ({format})"), metrics.text);
         outputs.add(format!("/ ({format})"), exporter.get("/"));
         let reply = exporter.request("/-/reload", &["-X", "POST"]);
         assert_eq!(reply.status, Some(200), "{reply:?}");
@@ -891,20 +917,22 @@ fn password_inline_in_the_url_appears_nowhere() {
 #[test]
 fn config_errors_about_the_password_do_not_echo_it() {
     let secret = random_secret(24);
-    let redis = Redis::start(Listen::Plain);
-    let port = redis.port;
+    let redis = Redis::start(RedisSpec::rdb());
+    let port = redis.port();
     let dir = tempdir();
     let valid =
         format!("{POLL}[[targets]]\nurl = \"redis://127.0.0.1:{port}\"\nname = \"valid\"\n");
     let config = write(dir.path(), "exporter.toml", &valid);
-    let exporter = Exporter::start(
+    let exporter = Exporter::launch(
         &config,
         ExporterOptions {
             log_level: Some("trace"),
             ..Default::default()
         },
     );
-    exporter.wait_for("the valid config polls", |m| m.up("valid") == Some(1.0));
+    exporter.wait_metrics(DEADLINE, "the valid config polls", |m| {
+        m.up("valid") == Some(1.0)
+    });
 
     let head = format!("{POLL}[[targets]]\nurl = \"redis://127.0.0.1:{port}\"\n");
     let cases: Vec<(&str, String)> = vec![
@@ -925,8 +953,7 @@ fn config_errors_about_the_password_do_not_echo_it() {
     let mut outputs = Outputs::default();
     for (case, text) in &cases {
         let bad = write(dir.path(), "bad.toml", text);
-        let out = std::process::Command::new(EXPORTER)
-            .args(["--config", s(&bad), "--check-config"])
+        let out = exporter_command(["--config", s(&bad), "--check-config"])
             .output()
             .unwrap();
         assert_eq!(
@@ -954,11 +981,11 @@ fn config_errors_about_the_password_do_not_echo_it() {
         outputs.add(format!("{case}: /-/reload reply"), reply.body);
     }
     fs::write(&config, &valid).unwrap();
-    let metrics = exporter.wait_for("the previous config still runs", |m| {
+    let metrics = exporter.wait_metrics(DEADLINE, "the previous config still runs", |m| {
         m.up("valid") == Some(1.0)
     });
     assert_eq!(
-        metrics.value(
+        metrics.first(
             "redis_persistence_exporter_config_last_reload_successful",
             &[]
         ),
@@ -966,4 +993,13 @@ fn config_errors_about_the_password_do_not_echo_it() {
     );
     outputs.add("exporter output", exporter.output());
     outputs.assert_free_of(&secret);
+}
+
+/// Runs the exporter's `check` subcommand with `args`; returns (exit code, stdout, stderr),
+/// the code `None` if killed by a signal.
+fn check(args: &[&str]) -> (Option<i32>, String, String) {
+    let run = run_check(args);
+    // `run_check` reports "killed by a signal" as -1, which no exit status can be.
+    let code = (run.code >= 0).then_some(run.code);
+    (code, run.stdout, run.stderr)
 }

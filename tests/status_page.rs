@@ -4,8 +4,7 @@
 //!
 //! Needs the Debian `chromium` package (`/usr/bin/chromium`) and `/usr/bin/redis-server`.
 
-mod common;
-mod fault_support;
+mod support;
 
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -13,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::free_port;
-use fault_support::{run, Exporter, Redis, RedisSpec, Target};
+use support::free_port;
+use support::{run, Exporter, Redis, RedisSpec, Target, SEE};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// Chromium gets this long per run, then its whole process group is killed.
@@ -122,19 +121,19 @@ fn status_page_shows_each_card_state_in_a_browser() {
     failing.populate(100_000);
     let down_url = format!("redis://127.0.0.1:{}", free_port());
 
-    let exporter = Exporter::start(&[
+    let exporter = Exporter::start_targets(&[
         Target::host("ok-target", &healthy),
         Target::host("err-target", &failing),
         Target::host("na-target", &aof_off),
         Target::url("down-target", &down_url),
     ]);
     // Healthy before the fault: the page shows ok for both AOF targets.
-    exporter.wait_for("both AOF targets ok", |m| {
+    exporter.wait_metrics(SEE, "both AOF targets ok", |m| {
         m.card("ok-target").as_deref() == Some("ok")
             && m.card("err-target").as_deref() == Some("ok")
     });
     failing.kill_rewrite_child();
-    exporter.wait_for("each target in its state", |m| {
+    exporter.wait_metrics(SEE, "each target in its state", |m| {
         m.card("ok-target").as_deref() == Some("ok")
             && m.card("err-target").as_deref() == Some("err")
             && m.reason("err-target", "aof_rewrite").is_some()

@@ -4,8 +4,11 @@
 # script, and reading a process's CPU and memory from /proc. Source it; it defines functions
 # only.
 #
-# tests/dashboard_queries.rs mirrors start_redis / write_prometheus_config in Rust; keep the
-# flags in step when changing them here.
+# The test that mirrors this stack is tests/dashboard_queries.rs (Stack::start): its Redis is
+# RedisSpec::aof() in tests/support/redis.rs (same flags as start_redis, plus --maxmemory),
+# its Prometheus config comes from prometheus_config / static_job in
+# tests/support/prometheus.rs (same global block and job as write_prometheus_config). Change
+# both sides together.
 #
 # Every process started here is recorded in STACK_PIDS; call stack_stop_all from an EXIT trap.
 

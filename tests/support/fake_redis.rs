@@ -9,14 +9,14 @@
 //! dropped, a connection lives at most [`CONNECTION_LIFETIME`], and the enormous reply stops
 //! at [`ENORMOUS_CAP`] bytes.
 
-#![allow(dead_code)]
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use super::resp::bulk;
 
 /// The exporter's per-reply budget (`redis_client::MAX_REPLY_BYTES`).
 pub const MAX_REPLY_BYTES: u64 = 1 << 20;
@@ -151,27 +151,6 @@ pub fn healthy_info_text() -> Vec<u8> {
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
-}
-
-/// `text` as a RESP bulk string.
-pub fn bulk(text: &[u8]) -> Vec<u8> {
-    let mut out = format!("${}\r\n", text.len()).into_bytes();
-    out.extend_from_slice(text);
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
-/// `len` deterministic pseudo-random bytes (xorshift64 from `seed`).
-pub fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.max(1);
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
 }
 
 struct Conn<'a> {
