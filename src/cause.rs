@@ -155,6 +155,10 @@ pub struct LogEvidence {
     pub rdb_bgsave_failures: u32,
     /// RDB background saves that finished successfully.
     pub rdb_bgsave_successes: u32,
+    /// AOF rewrite failures after the last success in the text (all of them without one).
+    pub aof_rewrite_trailing_failures: u32,
+    /// RDB save failures after the last success in the text (all of them without one).
+    pub rdb_bgsave_trailing_failures: u32,
     /// Reason of the latest AOF rewrite failure in the text (the latest specific one).
     pub aof_rewrite_cause: Option<Reason>,
     /// Reason of the latest RDB save failure in the text (the latest specific one).
@@ -175,28 +179,33 @@ pub fn log_evidence(text: &str) -> LogEvidence {
             // 7.0+ log "terminated with success" when the child exits, then may still fail
             // on the manifest; "finished successfully" is the end of a good rewrite.
             evidence.aof_rewrite_successes += 1;
+            evidence.aof_rewrite_trailing_failures = 0;
             continue;
         }
         if is_success(line, FailureKind::RdbBgsave) {
             evidence.rdb_bgsave_successes += 1;
+            evidence.rdb_bgsave_trailing_failures = 0;
             continue;
         }
         let Some((kind, reason)) = classify_line(line) else {
             continue;
         };
-        let (failures, cause) = match kind {
+        let (failures, trailing, cause) = match kind {
             FailureKind::AofRewrite => (
                 &mut evidence.aof_rewrite_failures,
+                &mut evidence.aof_rewrite_trailing_failures,
                 &mut evidence.aof_rewrite_cause,
             ),
             FailureKind::RdbBgsave => (
                 &mut evidence.rdb_bgsave_failures,
+                &mut evidence.rdb_bgsave_trailing_failures,
                 &mut evidence.rdb_bgsave_cause,
             ),
             FailureKind::AofWrite => continue,
         };
         if !from_child(line) {
             *failures = failures.saturating_add(1);
+            *trailing = trailing.saturating_add(1);
         }
         // A specific reason is not overwritten by the parent's generic line that follows it.
         if reason != Reason::Unknown || cause.is_none() {
@@ -210,24 +219,19 @@ pub fn log_evidence(text: &str) -> LogEvidence {
 /// after its last success. For the first poll of a target (and `check`), which has no earlier
 /// poll to count from: with it one poll can tell a stuck failure from a first one.
 pub fn streak_evidence(tail: &str) -> LogEvidence {
-    let after_last = |finished: &str| {
-        let lower = tail.to_ascii_lowercase();
-        match lower.rfind(finished) {
-            Some(at) => tail.get(at..).map_or("", |rest| {
-                rest.split_once('\n').map_or("", |(_, after)| after)
-            }),
-            None => tail,
-        }
-    };
-    let aof = log_evidence(after_last("background aof rewrite finished successfully"));
-    let rdb = log_evidence(after_last("background saving terminated with success"));
+    let all = log_evidence(tail);
     LogEvidence {
-        aof_rewrite_failures: aof.aof_rewrite_failures,
-        aof_rewrite_successes: 0,
-        rdb_bgsave_failures: rdb.rdb_bgsave_failures,
-        rdb_bgsave_successes: 0,
-        aof_rewrite_cause: aof.aof_rewrite_cause,
-        rdb_bgsave_cause: rdb.rdb_bgsave_cause,
+        aof_rewrite_failures: all.aof_rewrite_trailing_failures,
+        aof_rewrite_trailing_failures: all.aof_rewrite_trailing_failures,
+        rdb_bgsave_failures: all.rdb_bgsave_trailing_failures,
+        rdb_bgsave_trailing_failures: all.rdb_bgsave_trailing_failures,
+        aof_rewrite_cause: all
+            .aof_rewrite_cause
+            .filter(|_| all.aof_rewrite_trailing_failures > 0),
+        rdb_bgsave_cause: all
+            .rdb_bgsave_cause
+            .filter(|_| all.rdb_bgsave_trailing_failures > 0),
+        ..LogEvidence::default()
     }
 }
 
@@ -489,6 +493,8 @@ mod tests {
                 aof_rewrite_successes: 1,
                 rdb_bgsave_failures: 2,
                 rdb_bgsave_successes: 0,
+                aof_rewrite_trailing_failures: 0,
+                rdb_bgsave_trailing_failures: 2,
                 aof_rewrite_cause: Some(Reason::ForkFailed),
                 rdb_bgsave_cause: Some(Reason::ChildKilled),
             }

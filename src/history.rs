@@ -80,8 +80,19 @@ pub struct Evidence {
     /// Forks refused since the last poll, at least: attempts the counter saw that `total_forks`
     /// did not (7.0+ count a refused fork as an attempt but not as a fork).
     pub refused_forks: u64,
-    /// `(failed, finished)` attempts in the log since the last poll, in sidecar mode.
-    pub log: Option<(u64, u64)>,
+    /// What the log says happened since the last poll, in sidecar mode.
+    pub log: Option<LogCounts>,
+}
+
+/// One mechanism's attempts in the log since the last poll.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogCounts {
+    /// Failed attempts.
+    pub failed: u64,
+    /// Attempts that finished cleanly.
+    pub finished: u64,
+    /// Failed attempts after the last clean one (all of them when none finished).
+    pub trailing: u64,
 }
 
 /// The derived state of one mechanism on one target.
@@ -117,7 +128,7 @@ impl History {
             // First sight: an existing err counts as one failed attempt, or as many as Redis
             // says failed in a row, or as the log shows since the last success. A failure
             // only the log shows (a refused fork before 7.0 leaves the status ok) counts too.
-            let logged = evidence.log.map_or(0, |(failed, _)| failed);
+            let logged = evidence.log.map_or(0, |log| log.trailing);
             let failures = if failed_now {
                 current.consecutive_failures.unwrap_or(0).max(logged).max(1)
             } else {
@@ -127,6 +138,13 @@ impl History {
             return;
         };
 
+        if let Some(log) = evidence.log {
+            // The log names every attempt, in order, so it alone counts them: adding INFO's
+            // deltas too would count an attempt twice whenever the log line and the status
+            // change fall on different polls (the log is read just after INFO).
+            self.add_log(log, now_unix);
+            return;
+        }
         let counter_delta = match (previous.attempts, current.attempts) {
             (Some(before), Some(after)) => after.saturating_sub(before),
             _ => evidence.fork_attempts.unwrap_or(0),
@@ -145,7 +163,6 @@ impl History {
             .max(flipped)
             .max(consecutive_delta);
 
-        let log_failures = evidence.log.map_or(0, |(failed, _)| failed);
         if failed_now {
             // At least one of the completed attempts failed if we got here through a flip;
             // while already in err, every completed attempt failed (a success would have
@@ -155,34 +172,41 @@ impl History {
             } else {
                 completed.max(1)
             }
-            .max(log_failures)
             .max(evidence.refused_forks);
             self.add_failures(failed, now_unix);
             if let Some(redis_count) = current.consecutive_failures {
                 self.streak_failures = self.streak_failures.max(redis_count);
             }
         } else if current.status == Some(OpStatus::Ok) {
-            let failed = match evidence.log {
-                Some((failed, _)) => failed,
-                None if previous.status == Some(OpStatus::Err) => completed.saturating_sub(1),
-                None => 0,
+            let failed = if previous.status == Some(OpStatus::Err) {
+                completed.saturating_sub(1)
+            } else {
+                0
             }
             .max(evidence.refused_forks);
-            // Before 7.0 a refused rewrite fork leaves the status ok: a failure in the log
-            // with no success after it does not end the streak.
-            let succeeded = match evidence.log {
-                Some((failed, finished)) => finished > 0 || completed > failed,
-                None => true,
-            };
             self.add_failures(failed, now_unix);
-            if succeeded {
-                if self.streak_failures == 1 {
-                    self.transient_recoveries_total += 1;
-                }
-                self.streak_failures = 0;
-                self.err_since_unix = None;
-            }
+            self.end_streak();
         }
+    }
+
+    /// Folds in the log's attempts: failures before the last success end their streak with
+    /// it (transient when the streak was one attempt long), later ones start the next.
+    fn add_log(&mut self, log: LogCounts, now_unix: f64) {
+        if log.finished == 0 {
+            self.add_failures(log.failed, now_unix);
+            return;
+        }
+        self.add_failures(log.failed.saturating_sub(log.trailing), now_unix);
+        self.end_streak();
+        self.add_failures(log.trailing, now_unix);
+    }
+
+    fn end_streak(&mut self) {
+        if self.streak_failures == 1 {
+            self.transient_recoveries_total += 1;
+        }
+        self.streak_failures = 0;
+        self.err_since_unix = None;
     }
 
     fn add_failures(&mut self, failed: u64, now_unix: f64) {
@@ -247,14 +271,16 @@ impl Diagnosis {
         let rdb = Observation::from_info(Mechanism::RdbBgsave, info);
         let (mut aof_evidence, mut rdb_evidence) = self.fork_evidence(info, &aof, &rdb);
         if let Some(log) = log {
-            aof_evidence.log = Some((
-                u64::from(log.aof_rewrite_failures),
-                u64::from(log.aof_rewrite_successes),
-            ));
-            rdb_evidence.log = Some((
-                u64::from(log.rdb_bgsave_failures),
-                u64::from(log.rdb_bgsave_successes),
-            ));
+            aof_evidence.log = Some(LogCounts {
+                failed: u64::from(log.aof_rewrite_failures),
+                finished: u64::from(log.aof_rewrite_successes),
+                trailing: u64::from(log.aof_rewrite_trailing_failures),
+            });
+            rdb_evidence.log = Some(LogCounts {
+                failed: u64::from(log.rdb_bgsave_failures),
+                finished: u64::from(log.rdb_bgsave_successes),
+                trailing: u64::from(log.rdb_bgsave_trailing_failures),
+            });
         }
         self.total_forks = info.total_forks;
         self.rdb_last_save = info.rdb_last_save_timestamp_seconds;
