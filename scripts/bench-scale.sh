@@ -91,9 +91,9 @@ trap cleanup EXIT
 if [[ -n ${BENCH_EXPORTER_BIN:-} ]]; then
     EXPORTER_BIN=${BENCH_EXPORTER_BIN}
 else
-    build_exporter
+    build_exporter profiling
 fi
-# Run a private copy: other builds may replace target/release while we measure.
+# Run a private copy: other builds may replace target/profiling while we measure.
 cp "${EXPORTER_BIN}" "${WORK}/exporter"
 EXPORTER_BIN="${WORK}/exporter"
 

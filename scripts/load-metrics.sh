@@ -23,8 +23,9 @@ while [ $# -gt 0 ]; do
 done
 command -v wrk >/dev/null || { echo "wrk is missing: sudo apt-get install wrk" >&2; exit 1; }
 command -v redis-server >/dev/null || { echo "redis-server is missing: sudo apt-get install redis-server" >&2; exit 1; }
-cargo build --release --quiet
-BIN=${CARGO_TARGET_DIR:-target}/release/redis-persistence-exporter
+# The profiling profile: release code with symbols, so perf can read a soak or load run.
+cargo build --profile profiling --quiet
+BIN=${CARGO_TARGET_DIR:-target}/profiling/redis-persistence-exporter
 # Before redis-server starts, so that its --maxclients fits too.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 

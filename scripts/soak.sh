@@ -24,8 +24,9 @@ while [ $# -gt 0 ]; do
 done
 
 command -v redis-server >/dev/null || { echo "redis-server is missing: sudo apt-get install redis-server" >&2; exit 1; }
-cargo build --release --quiet
-BIN=${CARGO_TARGET_DIR:-target}/release/redis-persistence-exporter
+# The profiling profile: release code with symbols, so perf can read a soak or load run.
+cargo build --profile profiling --quiet
+BIN=${CARGO_TARGET_DIR:-target}/profiling/redis-persistence-exporter
 
 WORK=$(mktemp -d /tmp/rpe-soak.XXXXXX)
 OUT=target/soak

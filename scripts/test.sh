@@ -29,9 +29,14 @@ missing_packages() {
     printf '%s\n' "${pkgs[@]}"
 }
 
+# The Grafana Foundation SDK build for Grafana 11.2 (the compose stack's); dashboards/src uses it.
+GRAFANA_SDK='grafana-foundation-sdk==1769699630!11.2.0'
+
 python_has_prometheus_client() {
-    # bcrypt hashes the web basic-auth passwords in the security tests.
-    command -v python3 >/dev/null 2>&1 && python3 -c 'import prometheus_client, bcrypt' 2>/dev/null
+    # bcrypt hashes the web basic-auth passwords in the security tests; grafana_foundation_sdk
+    # builds dashboards/ (tests/dashboards_as_code.rs).
+    command -v python3 >/dev/null 2>&1 &&
+        python3 -c 'import prometheus_client, bcrypt, grafana_foundation_sdk' 2>/dev/null
 }
 
 install_prerequisites() {
@@ -65,16 +70,18 @@ install_prerequisites() {
 
     if ! python_has_prometheus_client; then
         if [[ ${EUID} -ne 0 ]]; then
-            printf 'error: python3 module prometheus_client missing\n  install with: python3 -m pip install prometheus-client\n' >&2
+            printf 'error: python3 modules missing\n  install with: python3 -m pip install prometheus-client bcrypt %s\n' \
+                "'${GRAFANA_SDK}'" >&2
             exit 1
         fi
-        step "installing prometheus-client (pip)"
+        step "installing prometheus-client, bcrypt and grafana-foundation-sdk (pip)"
         # Debian 12's system Python refuses pip installs (PEP 668) without this flag; pip
         # versions that predate the flag do not need it.
-        python3 -m pip install --quiet prometheus-client bcrypt ||
-            python3 -m pip install --quiet --break-system-packages prometheus-client bcrypt
+        python3 -m pip install --quiet prometheus-client bcrypt "${GRAFANA_SDK}" ||
+            python3 -m pip install --quiet --break-system-packages prometheus-client bcrypt \
+                "${GRAFANA_SDK}"
         python_has_prometheus_client || {
-            echo 'error: prometheus_client still not importable after pip install' >&2
+            echo 'error: prometheus_client, bcrypt or grafana_foundation_sdk still not importable after pip install' >&2
             exit 1
         }
     fi

@@ -163,13 +163,16 @@ status_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 rollup_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/smaps_rollup"; }
 fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 
-# build_exporter: quiet release build; sets EXPORTER_BIN.
+# build_exporter [PROFILE]: quiet build with the cargo profile PROFILE (default release, the
+# stripped binary people install; the benchmarks pass profiling, release code with symbols for
+# perf); sets EXPORTER_BIN.
 build_exporter() {
-    local root
+    local root profile=${1:-release}
     root=$(repo_root)
-    log "building the exporter (cargo build --release)"
-    (cd "${root}" && cargo build --release --quiet) || die "cargo build --release failed"
-    EXPORTER_BIN="${CARGO_TARGET_DIR:-${root}/target}/release/redis-persistence-exporter"
+    log "building the exporter (cargo build --profile ${profile})"
+    (cd "${root}" && cargo build --profile "${profile}" --quiet) ||
+        die "cargo build --profile ${profile} failed"
+    EXPORTER_BIN="${CARGO_TARGET_DIR:-${root}/target}/${profile}/redis-persistence-exporter"
     [[ -x "${EXPORTER_BIN}" ]] || die "built binary not found at ${EXPORTER_BIN}"
 }
 
