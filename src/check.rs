@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::card::CardState;
 use crate::config::Settings;
 use crate::discovery::Discovery;
 use crate::poller::{Poller, Schedule};
@@ -13,7 +12,8 @@ use crate::state::{lock, unix_seconds, Store};
 
 /// Exit code when every card is ok or not applicable.
 pub const EXIT_OK: u8 = 0;
-/// Exit code when any card is err (takes precedence over unreachable targets: a known
+/// Exit code when any persistence status is err: the AOF rewrite card, AOF writes or the last
+/// RDB save (takes precedence over unreachable targets: a known
 /// failure is the more actionable news).
 pub const EXIT_ERR: u8 = 1;
 /// Exit code for a config error.
@@ -41,7 +41,7 @@ pub async fn run(settings: &Settings) -> Vec<TargetReport> {
 
 /// The exit code for a set of reports.
 pub fn exit_code(reports: &[TargetReport]) -> u8 {
-    if reports.iter().any(|r| r.card == Some(CardState::Err)) {
+    if reports.iter().any(TargetReport::persistence_err) {
         EXIT_ERR
     } else if reports.iter().any(|r| !r.up) {
         EXIT_UNREACHABLE

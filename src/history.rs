@@ -107,6 +107,10 @@ pub struct History {
     pub transient_recoveries_total: u64,
     /// Unix seconds when the current err streak was first seen.
     pub err_since_unix: Option<f64>,
+    /// The current streak was already running when first seen, and nothing said how long
+    /// (no failures-in-a-row count from Redis, no log): its length is a lower bound, so a
+    /// streak of one may really be stuck.
+    pub streak_length_unknown: bool,
 }
 
 impl History {
@@ -129,6 +133,9 @@ impl History {
             // says failed in a row, or as the log shows since the last success. A failure
             // only the log shows (a refused fork before 7.0 leaves the status ok) counts too.
             let logged = evidence.log.map_or(0, |log| log.trailing);
+            self.streak_length_unknown = failed_now
+                && evidence.log.is_none()
+                && current.consecutive_failures.unwrap_or(0) == 0;
             let failures = if failed_now {
                 current.consecutive_failures.unwrap_or(0).max(logged).max(1)
             } else {
@@ -202,6 +209,7 @@ impl History {
     }
 
     fn end_streak(&mut self) {
+        self.streak_length_unknown = false;
         if self.streak_failures == 1 {
             self.transient_recoveries_total += 1;
         }

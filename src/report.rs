@@ -5,11 +5,12 @@
 use serde::Serialize;
 
 use crate::card::CardState;
+use crate::cause::Reason;
 use crate::info::OpStatus;
 use crate::state::{Snapshot, TargetState};
 
 /// How soon someone must act.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Urgency {
     /// Nothing to do.
@@ -106,6 +107,13 @@ pub struct Fields {
 }
 
 impl TargetReport {
+    /// Any persistence err: the AOF rewrite card, AOF writes, or the last RDB save.
+    pub fn persistence_err(&self) -> bool {
+        self.card == Some(CardState::Err)
+            || (self.fields.aof_enabled == Some(true) && self.fields.aof_write_ok == Some(false))
+            || self.fields.rdb_last_bgsave_ok == Some(false)
+    }
+
     /// The card's label, `unknown` while the target is down.
     pub fn card_label(&self) -> &'static str {
         self.card.map_or("unknown", CardState::label)
@@ -154,8 +162,24 @@ pub fn read(state: &TargetState, now_unix: f64) -> TargetReport {
     if snapshot.card == CardState::Err {
         read_fallbacks(snapshot, &mut report);
     }
+    read_rdb_status(snapshot, &mut report);
     read_aof_size(snapshot, &mut report);
     report
+}
+
+/// A failed RDB save is a persistence err of its own (the RedisRDBSaveFailed warning), even
+/// while the AOF card is fine.
+fn read_rdb_status(snapshot: &Snapshot, report: &mut TargetReport) {
+    if snapshot.info.rdb_last_bgsave_status != Some(OpStatus::Err)
+        || snapshot.card == CardState::Err
+    {
+        return;
+    }
+    report.urgency = report.urgency.max(Urgency::SameDay);
+    report.headline.push_str(
+        " The last RDB save (BGSAVE) failed: the local restore point is not being refreshed.",
+    );
+    report.next_steps.push("Find why BGSAVE failed in the Redis log (disk space, fork headroom, a killed child), fix it, then run BGSAVE and confirm rdb_last_bgsave_status returns to ok.".into());
 }
 
 /// A target with no snapshot: nothing is known about its persistence.
@@ -244,22 +268,24 @@ fn read_card(state: &TargetState, snapshot: &Snapshot, report: &mut TargetReport
                 .push("Durability here rests on RDB snapshots: watch the last RDB save.".into());
         }
         CardState::Err => {
-            report.urgency = Urgency::SameDay;
+            // The same split as the alerts: RedisAOFRewriteStuck pages, RedisAOFRewriteFailed
+            // is a same-day warning.
+            report.urgency = if aof.stuck() {
+                Urgency::Now
+            } else {
+                Urgency::SameDay
+            };
             report.headline = if aof.stuck() {
                 format!(
                     "err, stuck: the AOF rewrite has failed on {} attempts in a row. It will not heal by itself; the AOF keeps growing uncompacted and a restart would replay a larger, possibly truncated file.",
                     aof.streak_failures
                 )
+            } else if aof.streak_length_unknown {
+                "err: the last AOF rewrite failed. The AOF is not being compacted and keeps growing. It was already failing when first seen, and this server reports no count of failures in a row (nor is its log read: set log_file), so one poll cannot tell a first failure from a stuck one: treat it as possibly stuck until a rewrite succeeds.".into()
             } else {
                 "err: the last AOF rewrite failed. The AOF is not being compacted and keeps growing. Seen on one attempt so far; if the next rewrite succeeds it was a transient pinch.".into()
             };
-            report.next_steps = vec![
-                "Check free space on the AOF directory (CONFIG GET dir, then df -h on it): a full disk is the most common cause.".into(),
-                "Check fork headroom: vm.overcommit_memory should be 1, and used memory should be well below maxmemory and host RAM.".into(),
-                "Find the failure line in the Redis log (\"Can't rewrite append only file in background\", \"terminated by signal\", write errors).".into(),
-                "Fix the cause, then run BGREWRITEAOF and confirm the card returns to ok and aof_current_size resets toward aof_base_size.".into(),
-                "Check aof_last_write_status: a write err means recent writes may not be on disk.".into(),
-            ];
+            report.next_steps = rewrite_steps(state.causes.aof_rewrite);
             if report.fields.memory_used_ratio.is_some_and(|r| r > 0.9)
                 && state.causes.aof_rewrite.is_none()
             {
@@ -267,6 +293,38 @@ fn read_card(state: &TargetState, snapshot: &Snapshot, report: &mut TargetReport
             }
         }
     }
+}
+
+/// What to do about a failed rewrite, led by the probable cause when the log gave one: the
+/// generic order (disk, fork, log) only when nothing is known.
+fn rewrite_steps(cause: Option<Reason>) -> Vec<String> {
+    let first: &[&str] = match cause {
+        Some(Reason::DiskFull) => &[
+            "The Redis log says the disk is full: free space on the AOF directory (CONFIG GET dir, then df -h on it). The rewrite needs room for a new base file the size of the dataset while the old files stay.",
+        ],
+        Some(Reason::ForkFailed) => &[
+            "The Redis log says fork() was refused: give it headroom. Set vm.overcommit_memory=1, keep used memory well below host RAM or the container's memory limit, and check the process limit (ulimit -u, a pids cgroup) of the Redis user.",
+        ],
+        Some(Reason::IoError) => &[
+            "The Redis log reports I/O errors on the data directory: check dmesg and the volume's health before retrying; a failing disk will fail the next rewrite too.",
+        ],
+        Some(Reason::ChildKilled) => &[
+            "The Redis log says the rewrite child was killed by a signal: check dmesg for the OOM killer (memory plus the child's copy-on-write must fit the host or container) or an operator's kill.",
+        ],
+        Some(Reason::Unknown) | None => &[
+            "Check free space on the AOF directory (CONFIG GET dir, then df -h on it): a full disk is the most common cause.",
+            "Check fork headroom: vm.overcommit_memory should be 1, and used memory should be well below maxmemory and host RAM.",
+            "Find the failure line in the Redis log (\"Can't rewrite append only file in background\", \"terminated by signal\", write errors).",
+        ],
+    };
+    first
+        .iter()
+        .map(|step| (*step).to_owned())
+        .chain([
+            "Fix the cause, then run BGREWRITEAOF and confirm the card returns to ok and aof_current_size resets toward aof_base_size.".to_owned(),
+            "Check aof_last_write_status: a write err means recent writes may not be on disk.".to_owned(),
+        ])
+        .collect()
 }
 
 /// A failing AOF write outranks everything else on the card: writes may be lost.
@@ -459,6 +517,82 @@ mod tests {
         assert!(report.headline.contains("stuck"), "{}", report.headline);
         assert!(report.next_steps.iter().any(|s| s.contains("BGREWRITEAOF")));
         assert!(to_text(&report).contains("Last AOF Rewrite Status = err"));
+    }
+
+    #[test]
+    fn stuck_pages_like_its_alert_and_a_first_failure_waits_a_day() {
+        let stuck = read(&state_from(&["aof_rewrite_killed_x3_err.txt"]), 1.0e10);
+        assert_eq!(
+            stuck.urgency,
+            Urgency::Now,
+            "RedisAOFRewriteStuck is critical"
+        );
+        let state = state_from(&["aof_rewrite_killed_err.txt"]);
+        // Just after the last RDB save: a stale save would make it urgent on its own.
+        let saved = state
+            .latest
+            .as_ref()
+            .unwrap()
+            .info
+            .rdb_last_save_timestamp_seconds;
+        let once = read(&state, saved.unwrap() as f64 + 10.0);
+        assert_eq!(
+            once.urgency,
+            Urgency::SameDay,
+            "RedisAOFRewriteFailed is a warning"
+        );
+        assert!(once.persistence_err());
+    }
+
+    #[test]
+    fn an_err_of_unknown_length_is_not_called_a_first_failure() {
+        // Redis 6.2 has no aof_rewrites_consecutive_failures: one poll of an err cannot tell
+        // how long it has lasted.
+        let path = format!(
+            "{}/tests/data/info/redis-6.2/aof_rewrite_killed_err.txt",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let info = parse(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut state = state_from(&[]);
+        state.record_success(Snapshot::new(info, SystemTime::now()), Duration::ZERO, None);
+        let report = read(&state, 1.0e10);
+        assert_eq!(report.card_label(), "err");
+        assert!(
+            !report.headline.contains("Seen on one attempt"),
+            "{}",
+            report.headline
+        );
+        assert!(
+            report.headline.contains("cannot tell"),
+            "{}",
+            report.headline
+        );
+    }
+
+    #[test]
+    fn the_steps_lead_with_the_probable_cause() {
+        let mut state = state_from(&["aof_rewrite_killed_err.txt"]);
+        state.causes.aof_rewrite = Some(Reason::ChildKilled);
+        let report = read(&state, 1.0e10);
+        assert!(
+            report.next_steps[0].contains("killed"),
+            "{:?}",
+            report.next_steps
+        );
+        assert!(!report.next_steps.iter().any(|s| s.contains("free space")));
+        state.causes.aof_rewrite = Some(Reason::DiskFull);
+        assert!(read(&state, 1.0e10).next_steps[0].contains("disk is full"));
+        state.causes.aof_rewrite = None;
+        assert!(read(&state, 1.0e10).next_steps[0].contains("free space"));
+    }
+
+    #[test]
+    fn a_failed_rdb_save_is_a_persistence_err_with_the_aof_card_ok() {
+        let report = read(&state_from(&["rdb_bgsave_killed_err.txt"]), 1.0e10);
+        assert_ne!(report.card_label(), "err");
+        assert!(report.persistence_err());
+        assert!(report.urgency >= Urgency::SameDay);
+        assert!(report.headline.contains("RDB save"), "{}", report.headline);
     }
 
     #[test]
