@@ -13,7 +13,22 @@ use super::schema::{
 use super::{ConfigError, Settings, TargetDefaults, TargetOrigin};
 use crate::target::{
     parse_url, read_password_file, Address, PasswordSource, Secret, Target, TlsClient,
+    MAX_PASSWORD_FILE_BYTES,
 };
+
+/// The shortest poll interval. Ten polls a second per target is already far more than any
+/// alert needs (Prometheus scrapes every 15-60 s), and the 100 ms start slots the poller
+/// spreads targets over stop spreading below it; `"1ns"` meant over 2,000 polls a second
+/// against one server.
+const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The shortest poll timeout. It cannot add polls (the interval paces them), so the floor only
+/// rejects values that are surely typos: below a millisecond not even a loopback connect fits.
+/// Tests cut connects short on purpose with a few milliseconds, so the floor stays below that.
+const MIN_POLL_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// `poll_timeout` when not set, or `poll_interval` if that is shorter.
+const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Labels the exporter itself puts on series; a user label of the same name would clash.
 const RESERVED_LABELS: &[&str] = &[
@@ -53,7 +68,7 @@ impl FileConfig {
         source_name: &str,
         base_dir: Option<&Path>,
     ) -> Result<Settings, ConfigError> {
-        self.check_poll_intervals(source_name)?;
+        let poll_timeout = self.check_poll_intervals(source_name)?;
         let listen_address: SocketAddr = self.listen_address.parse().map_err(|_| {
             invalid(
                 source_name,
@@ -88,7 +103,7 @@ impl FileConfig {
             base_dir: base_dir.map(Path::to_path_buf),
             shard,
             poll_interval: self.poll_interval,
-            poll_timeout: self.poll_timeout,
+            poll_timeout,
             listen_address,
             config_refresh_interval: self.config_refresh_interval,
             siblings_refresh_interval: self.siblings_refresh_interval,
@@ -97,26 +112,33 @@ impl FileConfig {
         })
     }
 
-    /// `poll_interval` and `poll_timeout`.
-    fn check_poll_intervals(&self, source_name: &str) -> Result<(), ConfigError> {
-        if self.poll_interval.is_zero() {
+    /// `poll_interval` and `poll_timeout`; returns the timeout, defaulted when not set.
+    fn check_poll_intervals(&self, source_name: &str) -> Result<Duration, ConfigError> {
+        if self.poll_interval < MIN_POLL_INTERVAL {
             return Err(invalid(
                 source_name,
                 "poll_interval",
-                "a duration greater than zero, like \"5s\"",
+                format!(
+                    "a duration of at least {}, like \"5s\"",
+                    humantime::format_duration(MIN_POLL_INTERVAL)
+                ),
             ));
         }
-        if self.poll_timeout.is_zero() || self.poll_timeout > self.poll_interval {
+        let timeout = self
+            .poll_timeout
+            .unwrap_or(DEFAULT_POLL_TIMEOUT.min(self.poll_interval));
+        if timeout < MIN_POLL_TIMEOUT || timeout > self.poll_interval {
             return Err(invalid(
                 source_name,
                 "poll_timeout",
                 format!(
-                    "a duration greater than zero and at most poll_interval ({})",
+                    "a duration of at least {} and at most poll_interval ({})",
+                    humantime::format_duration(MIN_POLL_TIMEOUT),
                     humantime::format_duration(self.poll_interval)
                 ),
             ));
         }
-        Ok(())
+        Ok(timeout)
     }
 
     /// The reads that happen every so many polls: never more often than a poll.
@@ -347,7 +369,8 @@ fn password_source(
             Some(name) if std::env::var_os(name).is_none() => {
                 return Err(keys.invalid(
                     "password_env",
-                    format!("the name of a set environment variable ({name} is not set)"),
+                    // The name is not quoted: it may be the password put in the wrong key.
+                    "the name of a set environment variable (it is not set)",
                 ));
             }
             Some(name) => Some(PasswordSource::Env(name.clone())),
@@ -358,10 +381,13 @@ fn password_source(
         }
         (None, Some(path), None) => {
             let path = relative_to(base_dir, path);
+            // Neither the path nor the content is quoted: a misplaced password would be either.
             read_password_file(&path).map_err(|e| {
                 keys.invalid(
                     "password_file",
-                    format!("a readable file ({}: {})", path.display(), e.kind()),
+                    format!(
+                        "the path of a regular file of at most {MAX_PASSWORD_FILE_BYTES} bytes holding the password ({e})"
+                    ),
                 )
             })?;
             Some(PasswordSource::File(path))
