@@ -519,7 +519,15 @@ impl Reader<'_> {
             }
         }
         replicas.sort_by_key(|(index, _)| *index);
-        replicas.into_iter().map(|(_, replica)| replica).collect()
+        // The address is the series' `replica` label: a second line with the same address
+        // would be a duplicate series, which Prometheus drops. The lowest index is kept (the
+        // longest-connected link); an index label would renumber as replicas come and go.
+        let mut seen = std::collections::BTreeSet::new();
+        replicas
+            .into_iter()
+            .map(|(_, replica)| replica)
+            .filter(|replica| seen.insert(replica.address.clone()))
+            .collect()
     }
 }
 
@@ -775,6 +783,18 @@ pub(crate) mod tests {
         assert_eq!(info.aof_last_rewrite_duration_seconds, None);
         assert_eq!(info.rdb_last_bgsave_duration_seconds, None);
         assert!(info.field_errors.is_empty());
+    }
+
+    #[test]
+    fn a_replica_address_is_listed_once() {
+        let text = "role:master\r\nconnected_slaves:3\r\n\
+            slave1:ip=10.0.0.1,port=6379,state=wait_bgsave,offset=0,lag=7\r\n\
+            slave0:ip=10.0.0.1,port=6379,state=online,offset=100,lag=0\r\n\
+            slave2:ip=10.0.0.2,port=6379,state=online,offset=100,lag=0\r\n";
+        let info = parse(text).unwrap();
+        let addresses: Vec<_> = info.replicas.iter().map(|r| r.address.as_str()).collect();
+        assert_eq!(addresses, ["10.0.0.1:6379", "10.0.0.2:6379"]);
+        assert_eq!(info.replicas[0].state, "online");
     }
 
     #[test]

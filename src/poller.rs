@@ -13,7 +13,7 @@ use crate::info::{self, OpStatus};
 use crate::redis::{ClientError, Connection, InfoScope};
 use crate::redis_settings::{self, RedisSettings};
 use crate::state::{lock, Causes, ConfigStatus, Snapshot, TargetCell};
-use crate::target::{PasswordSource, Target};
+use crate::target::{escape_untrusted, PasswordSource, Target};
 
 /// Why one poll failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -183,11 +183,14 @@ impl Poller {
                 self.record_success(reading, scope, started, took).await
             }
             Err(error) => {
-                lock(&self.cell).record_failure(error.reason(), took);
+                let reason = error.reason();
+                lock(&self.cell).record_failure(reason, took);
+                // A hostile server chooses its error text: no raw control bytes in the log.
+                let error = escape_untrusted(&error.to_string()).into_owned();
                 if self.was_up != Some(false) {
-                    tracing::warn!(target_name = %target.name, reason = error.reason(), error = %error, "target is down");
+                    tracing::warn!(target_name = %target.name, reason, error = %error, "target is down");
                 } else {
-                    tracing::debug!(target_name = %target.name, reason = error.reason(), error = %error, "poll failed");
+                    tracing::debug!(target_name = %target.name, reason, error = %error, "poll failed");
                 }
                 self.was_up = Some(false);
             }

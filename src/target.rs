@@ -97,28 +97,120 @@ pub struct TlsClient {
 }
 
 impl Target {
-    /// The password to send now, reading the file if the password lives in one.
-    pub fn current_password(&self) -> Result<Option<Secret>, std::io::Error> {
+    /// The password to send now, reading the file if the password lives in one. Never blocks
+    /// on a FIFO or device (see [`read_password_file`]), but does a little file I/O: the
+    /// poller uses [`Target::load_password`] instead.
+    pub fn current_password(&self) -> Result<Option<Secret>, PasswordError> {
         match &self.password {
             None => Ok(None),
             Some(PasswordSource::Inline(secret)) => Ok(Some(secret.clone())),
             Some(PasswordSource::File(path)) => read_password_file(path).map(Some),
             Some(PasswordSource::Env(name)) => std::env::var(name)
                 .map(|v| Some(Secret::new(v)))
-                .map_err(|_| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::NotFound,
-                        "password environment variable is not set",
-                    )
-                }),
+                .map_err(|_| PasswordError::EnvUnset),
+        }
+    }
+
+    /// [`Target::current_password`] off the async workers and within
+    /// [`PASSWORD_READ_TIMEOUT`]: a file on a hung network filesystem must not stall the
+    /// runtime that serves `/metrics` and handles signals.
+    pub async fn load_password(&self) -> Result<Option<Secret>, PasswordError> {
+        if !matches!(self.password, Some(PasswordSource::File(_))) {
+            return self.current_password();
+        }
+        let target = self.clone();
+        let read = tokio::task::spawn_blocking(move || target.current_password());
+        match tokio::time::timeout(PASSWORD_READ_TIMEOUT, read).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(PasswordError::Read(std::io::ErrorKind::Other)),
+            Err(_) => Err(PasswordError::Timeout(PASSWORD_READ_TIMEOUT)),
         }
     }
 }
 
-/// Reads a password file, trimming surrounding whitespace.
-pub fn read_password_file(path: &Path) -> Result<Secret, std::io::Error> {
-    let text = std::fs::read_to_string(path)?;
+/// The largest password file read. Redis passwords are at most a few hundred bytes; anything
+/// bigger is the wrong file (or `/dev/zero`), and reading it whole could exhaust memory.
+pub const MAX_PASSWORD_FILE_BYTES: u64 = 4096;
+
+/// How long reading a password file may take before the connect fails: a local file takes
+/// microseconds, so a second means a hung filesystem.
+pub const PASSWORD_READ_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why a password could not be read. Never holds the path or the content: either may be the
+/// secret itself when the config is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordError {
+    /// The file could not be opened.
+    #[error("cannot open the file ({0})")]
+    Open(std::io::ErrorKind),
+    /// A FIFO, device, socket or directory: reading it could block forever or never end.
+    #[error("not a regular file")]
+    NotRegular,
+    /// Over [`MAX_PASSWORD_FILE_BYTES`].
+    #[error("larger than {MAX_PASSWORD_FILE_BYTES} bytes")]
+    TooLarge,
+    /// Reading failed part way, or the text is not UTF-8.
+    #[error("cannot read the file ({0})")]
+    Read(std::io::ErrorKind),
+    /// Reading took longer than [`PASSWORD_READ_TIMEOUT`].
+    #[error("not read within {0:?}")]
+    Timeout(Duration),
+    /// `password_env` names a variable that is not set.
+    #[error("the password environment variable is not set")]
+    EnvUnset,
+}
+
+/// Reads a password file, trimming surrounding whitespace. Only a regular file of at most
+/// [`MAX_PASSWORD_FILE_BYTES`] is read. The open is non-blocking, because opening a FIFO
+/// for reading otherwise waits for a writer, and the type is checked on the opened handle,
+/// so a file swapped after a check cannot slip through. Symlinks are followed: mounted
+/// Kubernetes Secrets are symlinks.
+pub fn read_password_file(path: &Path) -> Result<Secret, PasswordError> {
+    use rustix::fs::{Mode, OFlags};
+    use std::io::Read;
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let fd = rustix::fs::open(path, flags, Mode::empty())
+        .map_err(|e| PasswordError::Open(std::io::Error::from(e).kind()))?;
+    let file = std::fs::File::from(fd);
+    let meta = file.metadata().map_err(|e| PasswordError::Read(e.kind()))?;
+    if !meta.is_file() {
+        return Err(PasswordError::NotRegular);
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_PASSWORD_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| PasswordError::Read(e.kind()))?;
+    if bytes.len() as u64 > MAX_PASSWORD_FILE_BYTES {
+        return Err(PasswordError::TooLarge);
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| PasswordError::Read(std::io::ErrorKind::InvalidData))?;
     Ok(Secret::new(text.trim()))
+}
+
+/// The most bytes of peer-chosen text put in one log line or message.
+pub const MAX_UNTRUSTED_BYTES: usize = 1024;
+
+/// Text a peer chose (a Redis error reply, a discovery file) made safe for a log line: control
+/// characters are escaped (`\u{1b}`), so they cannot recolour or ring a terminal or forge a
+/// line, and the text is cut at [`MAX_UNTRUSTED_BYTES`] with a trailing `…`.
+pub fn escape_untrusted(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_UNTRUSTED_BYTES && !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len().min(MAX_UNTRUSTED_BYTES) + 8);
+    for c in text.chars() {
+        if out.len() >= MAX_UNTRUSTED_BYTES {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// A target URL taken apart.
@@ -204,4 +296,54 @@ fn percent_decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn untrusted_text_is_escaped_and_bounded() {
+        assert_eq!(escape_untrusted("ERR plain"), "ERR plain");
+        assert_eq!(
+            escape_untrusted("ERR \x1b[31mred\x07\r\nforged"),
+            "ERR \\u{1b}[31mred\\u{7}\\r\\nforged"
+        );
+        let long = escape_untrusted(&"\x1b".repeat(10_000)).into_owned();
+        assert!(long.len() <= MAX_UNTRUSTED_BYTES + 16, "{}", long.len());
+        assert!(!long.contains('\x1b'));
+    }
+
+    #[test]
+    fn password_files_are_regular_small_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good");
+        std::fs::write(&good, "  s3cret\n").unwrap();
+        assert_eq!(read_password_file(&good).unwrap().expose(), "s3cret");
+
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'x'; MAX_PASSWORD_FILE_BYTES as usize + 1]).unwrap();
+        assert_eq!(read_password_file(&big), Err(PasswordError::TooLarge));
+
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Without a writer, a blocking open would wait forever here.
+        assert_eq!(read_password_file(&fifo), Err(PasswordError::NotRegular));
+        assert_eq!(
+            read_password_file(Path::new("/dev/zero")),
+            Err(PasswordError::NotRegular)
+        );
+        assert_eq!(
+            read_password_file(dir.path()),
+            Err(PasswordError::NotRegular)
+        );
+        assert!(matches!(
+            read_password_file(&dir.path().join("absent")),
+            Err(PasswordError::Open(std::io::ErrorKind::NotFound))
+        ));
+    }
 }

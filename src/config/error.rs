@@ -40,15 +40,59 @@ pub(super) fn describe_config_error(error: &config::ConfigError) -> String {
         })
         .collect();
     let message = fix_key_paths(&message.join("; "));
-    // serde quotes offending string values; under a password key that could be the secret.
-    if message.contains("password`") && message.contains('"') {
-        let key_part = message
-            .rsplit_once(" for key ")
-            .map(|(_, key)| key)
-            .unwrap_or("");
-        return format!("invalid value for key {key_part}: expected a string");
+    // serde quotes offending string values. Under a credential key, or under a table key given
+    // a string instead (`targets = "redis://user:pass@host"`), that is a secret: quote values
+    // only for keys known never to hold one.
+    let key = message
+        .rsplit_once(" for key `")
+        .map(|(_, key)| key.trim_end_matches('`'))
+        .unwrap_or("");
+    let last = key.rsplit(['.', ']']).next().unwrap_or("");
+    if QUOTABLE_KEYS.contains(&last) {
+        message
+    } else {
+        redact_quoted(&message)
     }
-    message
+}
+
+/// Keys whose values may be quoted in an error: durations, addresses, switches and names.
+const QUOTABLE_KEYS: &[&str] = &[
+    "poll_interval",
+    "poll_timeout",
+    "listen_address",
+    "rdb_max_age",
+    "siblings_refresh_interval",
+    "config_refresh_interval",
+    "refresh_interval",
+    "keep_connections",
+    "config_command",
+    "shard",
+    "scheme",
+    "enabled",
+    "tls_insecure_skip_verify",
+];
+
+/// Replaces every double-quoted span (serde's rendering of a string value) with `"…"`.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            out.push(c);
+            continue;
+        }
+        out.push_str("\"…\"");
+        while let Some(inner) = chars.next() {
+            match inner {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => break,
+                _ => {}
+            }
+        }
+    }
+    out
 }
 
 /// The config crate writes nested keys as `targets[0]password`; make it `targets[0].password`.

@@ -16,13 +16,15 @@ use crate::target::Target;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    /// How often each target is polled, as a humantime duration ("5s", "1m"). Default 5s.
+    /// How often each target is polled, as a humantime duration ("5s", "1m"). At least
+    /// 100ms. Default 5s.
     #[serde(default = "default_poll_interval", with = "humantime_serde")]
     pub poll_interval: Duration,
     /// How long one poll may take, connecting included; a longer poll counts as failed with
-    /// reason `timeout`. Must not exceed `poll_interval`. Default 2s.
-    #[serde(default = "default_poll_timeout", with = "humantime_serde")]
-    pub poll_timeout: Duration,
+    /// reason `timeout`. Must not exceed `poll_interval`. Default: 2s, or `poll_interval` if
+    /// that is shorter.
+    #[serde(default, with = "humantime_serde")]
+    pub poll_timeout: Option<Duration>,
     /// Address and port `/metrics` listens on. Default "0.0.0.0:9645".
     /// `--web.listen-address` overrides it.
     #[serde(default = "default_listen_address")]
@@ -345,9 +347,6 @@ impl fmt::Debug for TargetConfig {
 
 fn default_poll_interval() -> Duration {
     Duration::from_secs(5)
-}
-fn default_poll_timeout() -> Duration {
-    Duration::from_secs(2)
 }
 fn default_listen_address() -> String {
     DEFAULT_LISTEN_ADDRESS.to_owned()

@@ -12,15 +12,94 @@ use std::time::SystemTime;
 use serde::Deserialize;
 
 use crate::config::{FileSdConfig, Settings};
-use crate::target::Target;
+use crate::target::{escape_untrusted, Target};
+
+/// The largest discovery file read: 4 MiB holds some 100,000 targets, far beyond a real
+/// list; a bigger file is a mistake or an attack, and is rejected before parsing.
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// The most targets and labels one file may hold once YAML aliases are expanded. Counted while
+/// deserializing, so an alias bomb (one anchor referenced 20,000 times expanded a 297 KB file
+/// past 2.8 GB) stops at the budget instead of after the expansion.
+pub const MAX_ENTRIES: usize = 100_000;
+
+/// The most labels the targets of one file carry in all: every target gets a copy of its
+/// group's labels, so 1,000 targets with 1,000 labels each would be a million copies.
+pub const MAX_LABEL_COPIES: usize = 1_000_000;
 
 /// One group of a `file_sd` file.
 #[derive(Debug, Deserialize)]
 struct Group {
     #[serde(default)]
-    targets: Vec<String>,
+    targets: Vec<Counted>,
     #[serde(default)]
-    labels: BTreeMap<String, String>,
+    labels: BTreeMap<String, Counted>,
+}
+
+thread_local! {
+    /// Entries left in the budget of the file being parsed on this thread. A thread local
+    /// because serde's derive cannot pass state down; [`parse_groups`] sets it before parsing.
+    static ENTRIES_LEFT: std::cell::Cell<usize> = const { std::cell::Cell::new(MAX_ENTRIES) };
+}
+
+/// A string of a discovery file that counts against [`MAX_ENTRIES`] as it is read.
+#[derive(Debug, Clone)]
+struct Counted(String);
+
+impl<'de> Deserialize<'de> for Counted {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let left = ENTRIES_LEFT.with(|left| {
+            let now = left.get().saturating_sub(1);
+            left.set(now);
+            now
+        });
+        if left == 0 {
+            return Err(serde::de::Error::custom(format!(
+                "more than {MAX_ENTRIES} targets and labels (YAML aliases expanded)"
+            )));
+        }
+        String::deserialize(deserializer).map(Counted)
+    }
+}
+
+/// Parses a file's groups within the budgets.
+fn parse_groups(path: &Path, text: &str) -> Result<Vec<Group>, String> {
+    ENTRIES_LEFT.with(|left| left.set(MAX_ENTRIES + 1));
+    let groups: Vec<Group> = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(text).map_err(|e| e.to_string())?
+    } else {
+        serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?
+    };
+    let copies = groups
+        .iter()
+        .map(|g| g.targets.len().saturating_mul(g.labels.len()))
+        .fold(0usize, usize::saturating_add);
+    if copies > MAX_LABEL_COPIES {
+        return Err(format!(
+            "its targets would carry {copies} labels in all, more than {MAX_LABEL_COPIES}"
+        ));
+    }
+    Ok(groups)
+}
+
+/// Reads a discovery file of at most [`MAX_FILE_BYTES`].
+fn read_bounded(path: &Path) -> Result<String, DiscoveryError> {
+    use std::io::Read;
+    let file = path.display().to_string();
+    let read_error = |error| DiscoveryError::Read {
+        file: file.clone(),
+        error,
+    };
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .map_err(read_error)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(read_error)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(DiscoveryError::TooLarge { file });
+    }
+    Ok(text)
 }
 
 /// Why a file could not be used.
@@ -34,13 +113,19 @@ pub enum DiscoveryError {
         /// The I/O error.
         error: std::io::Error,
     },
-    /// The file is not a list of target groups.
+    /// The file is not a list of target groups, or is over a budget.
     #[error("{file}: expected a list of {{targets: [...], labels: {{...}}}} groups ({message})")]
     Parse {
         /// The file.
         file: String,
         /// The parser's message.
         message: String,
+    },
+    /// The file is over [`MAX_FILE_BYTES`].
+    #[error("{file}: larger than {MAX_FILE_BYTES} bytes")]
+    TooLarge {
+        /// The file.
+        file: String,
     },
 }
 
@@ -52,23 +137,17 @@ pub fn parse_file(
     settings: &Settings,
 ) -> Result<Vec<Target>, DiscoveryError> {
     let file = path.display().to_string();
-    let groups: Vec<Group> = if path.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(text).map_err(|e| DiscoveryError::Parse {
-            file: file.clone(),
-            message: e.to_string(),
-        })?
-    } else {
-        serde_yaml_ng::from_str(text).map_err(|e| DiscoveryError::Parse {
-            file: file.clone(),
-            message: e.to_string(),
-        })?
-    };
+    let groups = parse_groups(path, text).map_err(|message| DiscoveryError::Parse {
+        file: file.clone(),
+        message,
+    })?;
     let mut targets = Vec::new();
     for (g, group) in groups.into_iter().enumerate() {
         let mut labels: BTreeMap<String, String> = group
             .labels
             .into_iter()
             .filter(|(k, _)| !k.starts_with("__"))
+            .map(|(k, v)| (k, v.0))
             .collect();
         let name = labels.remove("name");
         for (t, entry) in group.targets.iter().enumerate() {
@@ -77,14 +156,18 @@ pub fn parse_file(
             // gets its default name so names stay unique.
             let name = name.clone().filter(|_| group.targets.len() == 1);
             match source.defaults.build(
-                source.defaults.url_for(entry),
+                source.defaults.url_for(&entry.0),
                 name,
                 labels.clone(),
                 &prefix,
                 settings.origin("file_sd"),
             ) {
                 Ok(target) => targets.push(target),
-                Err(error) => tracing::warn!(%error, "skipping a discovered target"),
+                Err(error) => {
+                    // Label names and paths in the message come from the file's writer.
+                    let error = escape_untrusted(&error.to_string()).into_owned();
+                    tracing::warn!(%error, "skipping a discovered target")
+                }
             }
         }
     }
@@ -125,12 +208,8 @@ impl FileSd {
                 {
                     continue;
                 }
-                let parsed = std::fs::read_to_string(&path)
-                    .map_err(|error| DiscoveryError::Read {
-                        file: path.display().to_string(),
-                        error,
-                    })
-                    .and_then(|text| parse_file(&path, &text, source, settings));
+                let parsed =
+                    read_bounded(&path).and_then(|text| parse_file(&path, &text, source, settings));
                 match parsed {
                     Ok(targets) => {
                         tracing::info!(file = %path.display(), targets = targets.len(), "file_sd targets loaded");
@@ -140,6 +219,8 @@ impl FileSd {
                     Err(error) => {
                         // Keep what the file gave before; remember the fingerprint so the
                         // warning is not repeated until the file changes again.
+                        // The parser quotes the file's text, chosen by whoever writes it.
+                        let error = escape_untrusted(&error.to_string()).into_owned();
                         tracing::warn!(%error, "file_sd file unusable; keeping its previous targets");
                         let previous = self.files.remove(&path).map(|(_, t)| t).unwrap_or_default();
                         self.files.insert(path, (fingerprint, previous));

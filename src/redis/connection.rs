@@ -151,8 +151,9 @@ impl Connection {
     /// Opens and authenticates a connection. The caller bounds the time it may take.
     pub async fn open(target: &Target, connect_timeout: Duration) -> Result<Self, ClientError> {
         let password = target
-            .current_password()
-            .map_err(|e| ClientError::PasswordFile(e.kind().to_string()))?;
+            .load_password()
+            .await
+            .map_err(|e| ClientError::PasswordFile(e.to_string()))?;
         // The client reaches the target through a relay that enforces a byte budget per
         // reply: fred buffers any reply whole, so a hostile server could otherwise make us
         // hold gigabytes. The relay connects first, so "refused" is reported as such.
