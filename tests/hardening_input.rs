@@ -4,15 +4,13 @@
 //!
 //! Run with `cargo test --test hardening_input`.
 
-mod common;
-mod hostile_support;
+mod support;
 
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{run_exporter, toml_string, wait_until, Exporter};
-use hostile_support::{Behavior, FakeRedis};
+use support::{run_exporter, toml_string, wait_until, Behavior, Exporter, FakeRedis};
 
 /// Long enough for a 1 s poll schedule to show a change on a loaded machine.
 const STATE_TIMEOUT: Duration = Duration::from_secs(30);
