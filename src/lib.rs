@@ -52,9 +52,11 @@ mod target;
 
 pub use check::{exit_code as check_exit_code, run as check_targets, EXIT_CONFIG};
 pub use config::{
-    from_urls as settings_from_urls, load as load_settings, ConfigError, FileConfig, Settings,
+    from_urls as settings_from_urls, load as load_settings, render_effective, ConfigError,
+    FileConfig, Settings,
 };
 pub use daemon::{run as run_daemon, DaemonError, Reloader};
+pub use discovery::offline as with_file_sd_targets;
 pub use http::{load_web_config, WebConfig};
 pub use metrics::render as render_metrics;
 pub use redis::cleanup as remove_relay_sockets;

@@ -220,6 +220,10 @@ fn print_summary(cli: &Cli, settings: &Settings) {
         };
         println!("    - {} ({auth})", target.name);
     }
+    println!(
+        "\n# The effective configuration: defaults filled in, file_sd targets added, this\n# shard's targets only, secrets redacted.\n{}",
+        exporter::render_effective(&exporter::with_file_sd_targets(settings))
+    );
 }
 
 fn init_logging(level: tracing::Level, format: LogFormat) {

@@ -4,6 +4,7 @@
 //! serde reads the shape (`schema`), then `validate` checks meaning (URLs, names, files,
 //! discovery sources) and produces the [`Settings`] the rest of the program uses.
 
+mod effective;
 mod error;
 mod schema;
 mod validate;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::target::Target;
+pub use effective::render as render_effective;
 use error::describe_config_error;
 pub use error::ConfigError;
 pub use schema::{

@@ -111,6 +111,16 @@ impl Discovery {
     }
 }
 
+/// The settings with the targets found without the network: the configured ones plus those
+/// of the `file_sd` files as they are now. For `--check-config`, which must not connect.
+pub fn offline(settings: &Settings) -> Settings {
+    let mut file_sd = FileSd::new();
+    let discovered = file_sd.refresh(settings).unwrap_or_default();
+    let mut effective = settings.clone();
+    effective.targets = merge(&settings.targets, &discovered);
+    effective
+}
+
 /// The next tick, or never without a ticker.
 async fn next_tick(ticks: &mut Option<Interval>) {
     match ticks {
