@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+mod allow_list;
 mod probe;
 mod web_config;
 
@@ -37,6 +38,11 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Renders of /metrics allowed at once; more wait their turn, so a scrape storm costs memory
 /// for a few renders only.
 const MAX_CONCURRENT_RENDERS: usize = 4;
+/// Probes allowed at once. A probe waits on a Redis for up to `poll_timeout`, so probes have
+/// their own bound and never hold a render's turn: a scrape never waits behind a probe.
+const MAX_CONCURRENT_PROBES: usize = 8;
+/// How long a probe waits for its turn before it is answered 503.
+const PROBE_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -45,8 +51,10 @@ pub struct AppState {
     pub store: Arc<Store>,
     /// Where reload requests go; `None` when reloading is not possible (no config file).
     pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
-    /// Bounds concurrent renders and probes.
+    /// Bounds concurrent renders of `/metrics` and `/`.
     pub renders: Arc<tokio::sync::Semaphore>,
+    /// Bounds concurrent probes, apart from renders.
+    pub probes: Arc<tokio::sync::Semaphore>,
     /// The running settings (for `/probe`), replaced on reload.
     pub settings: Arc<std::sync::RwLock<Arc<Settings>>>,
 }
@@ -62,6 +70,7 @@ impl AppState {
             store,
             reload,
             renders: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_RENDERS)),
+            probes: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_PROBES)),
             settings: Arc::new(std::sync::RwLock::new(settings)),
         }
     }
@@ -143,10 +152,21 @@ async fn probe(
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    let target = match probe::prepare(
-        &settings,
-        query.get("target").map(String::as_str).unwrap_or(""),
-    ) {
+    if settings.probe.is_none() {
+        let error = ProbeError::Disabled;
+        return (StatusCode::NOT_FOUND, format!("{error}\n")).into_response();
+    }
+    // The turn is taken before resolving the target: a lookup can take a while too.
+    let permit = tokio::time::timeout(PROBE_QUEUE_TIMEOUT, state.probes.acquire_owned()).await;
+    let Ok(Ok(_permit)) = permit else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many probes in flight; try again\n",
+        )
+            .into_response();
+    };
+    let raw = query.get("target").map(String::as_str).unwrap_or("");
+    let target = match probe::prepare(&settings, raw).await {
         Ok(target) => target,
         Err(error @ ProbeError::Disabled) => {
             return (StatusCode::NOT_FOUND, format!("{error}\n")).into_response()
@@ -156,9 +176,7 @@ async fn probe(
         }
         Err(error) => return (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response(),
     };
-    let Ok(_permit) = state.renders.acquire_owned().await else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
-    };
+    // One target's series: cheap to render, so no render turn is needed.
     let body = probe::run(&settings, target).await;
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
 }

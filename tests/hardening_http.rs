@@ -1,0 +1,251 @@
+//! The HTTP surface under hostile or careless clients: the `/probe` allow-list against names,
+//! probes next to scrapes, slow and idle connections, a low descriptor limit, the lifecycle
+//! flag and the basic-auth scheme. Real binary, real redis-server, loopback only.
+
+mod common;
+mod hostile_support;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{sample, wait_until, Proc, Redis, RedisOptions};
+use hostile_support::{Behavior, FakeRedis};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// An exporter started with extra flags, optionally under `prlimit`.
+struct Exporter {
+    /// Holds the config while the exporter runs.
+    _dir: tempfile::TempDir,
+    proc: Proc,
+    port: u16,
+}
+
+impl Exporter {
+    fn start(config: &str, flags: &[&str], nofile: Option<u64>) -> Exporter {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("config.toml");
+        std::fs::write(&config_path, config).unwrap();
+        Self::start_in(dir, &[], flags, nofile)
+    }
+
+    fn start_in(
+        dir: tempfile::TempDir,
+        files: &[(&str, &str)],
+        flags: &[&str],
+        nofile: Option<u64>,
+    ) -> Exporter {
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let config_path = dir.path().join("config.toml");
+        let (proc, port) = common::start_on_free_port(
+            "redis-persistence-exporter",
+            &dir.path().join("exporter.log"),
+            |port| {
+                let mut command = match nofile {
+                    Some(n) => {
+                        let mut c = Command::new("prlimit");
+                        c.arg(format!("--nofile={n}:{n}"))
+                            .arg("--")
+                            .arg(common::EXPORTER);
+                        c
+                    }
+                    None => Command::new(common::EXPORTER),
+                };
+                for (key, _) in std::env::vars_os() {
+                    if key
+                        .to_string_lossy()
+                        .starts_with("REDIS_PERSISTENCE_EXPORTER_")
+                    {
+                        command.env_remove(key);
+                    }
+                }
+                command
+                    .arg("--config")
+                    .arg(&config_path)
+                    .arg("--web.listen-address")
+                    .arg(format!("127.0.0.1:{port}"))
+                    .args(["--log.level", "debug"])
+                    .args(flags)
+                    .env("NO_COLOR", "1");
+                command
+            },
+            |_, proc| proc.log().contains("serving /metrics"),
+        );
+        Exporter {
+            _dir: dir,
+            proc,
+            port,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        request(reqwest::blocking::Client::new().get(self.url(path)))
+    }
+
+    fn metrics(&self) -> String {
+        let (status, body) = self.get("/metrics");
+        assert_eq!(status, 200, "{body}\n{}", self.proc.log_tail(30));
+        body
+    }
+
+    fn wait_for(&self, what: &str, mut condition: impl FnMut(&str) -> bool) -> String {
+        let mut last = String::new();
+        let met = common::poll_until(WAIT, || match common::try_scrape(self.port) {
+            Ok(scrape) => {
+                last = scrape.body;
+                condition(&last)
+            }
+            Err(error) => {
+                last = error;
+                false
+            }
+        });
+        assert!(
+            met,
+            "timed out waiting until {what}\n{last}\n{}",
+            self.proc.log_tail(40)
+        );
+        last
+    }
+}
+
+fn request(builder: reqwest::blocking::RequestBuilder) -> (u16, String) {
+    let response = builder
+        .timeout(Duration::from_secs(60))
+        .send()
+        .expect("HTTP request");
+    let status = response.status().as_u16();
+    (status, response.text().unwrap_or_default())
+}
+
+#[test]
+fn probe_allow_list_checks_addresses_not_names() {
+    let redis = Redis::start(RedisOptions::aof());
+    let fake = FakeRedis::start(Behavior::Healthy);
+    let fake_port = fake.url().rsplit(':').next().unwrap().to_owned();
+    let config = format!(
+        "poll_interval = \"1s\"\npoll_timeout = \"900ms\"\n\
+         [probe]\nenabled = true\nallowed_targets = [\"redis://127.0.0.*:{port}\", \"redis://127.*:{fake_port}\", \"redis://*.internal:{fake_port}\"]\n\
+         [probe.defaults]\npassword = \"probe-secret\"\n",
+        port = redis.port()
+    );
+    let exporter = Exporter::start(&config, &[], None);
+    exporter.metrics();
+
+    // A name spelled like an address in the block, that does not resolve into it (here: not
+    // at all), is refused, and nothing is sent anywhere.
+    for target in [
+        format!("redis://127.0.0.1.nip.io:{fake_port}"),
+        format!("redis://127.attacker.example:{fake_port}"),
+        // `*` is one label: two labels do not match `*.internal`.
+        format!("redis://a.b.internal:{fake_port}"),
+        // Other ports and schemes are not in the list at all.
+        "redis://localhost:1".to_owned(),
+        format!("rediss://localhost:{}", redis.port()),
+    ] {
+        let (status, body) = exporter.get(&format!("/probe?target={target}"));
+        assert_eq!(status, 403, "{target}: {body}");
+    }
+    assert_eq!(
+        fake.stats().connections.load(Ordering::Relaxed),
+        0,
+        "a refused probe connected (and could have sent AUTH)"
+    );
+    // An IP literal in the block, and a name that resolves into it, are both probed.
+    for target in [
+        format!("127.0.0.1:{}", redis.port()),
+        format!("redis://localhost:{}", redis.port()),
+    ] {
+        let (status, body) = exporter.get(&format!("/probe?target={target}"));
+        assert_eq!(status, 200, "{target}: {body}");
+        assert_eq!(
+            sample(&body, "redis_up", &[]),
+            Some(1.0),
+            "{target}: {body}"
+        );
+    }
+    // The label is the name that was asked for, not the address it was pinned to.
+    let (_, body) = exporter.get(&format!("/probe?target=localhost:{}", redis.port()));
+    assert!(
+        body.contains(&format!("target=\"redis://localhost:{}\"", redis.port())),
+        "{body}"
+    );
+
+    // The fake itself, by address: allowed, which shows it records connections.
+    let (status, _) = exporter.get(&format!("/probe?target=127.0.0.1:{fake_port}"));
+    assert_eq!(status, 200);
+    assert!(fake.stats().connections.load(Ordering::Relaxed) >= 1);
+}
+
+#[test]
+fn probes_never_make_a_scrape_wait() {
+    let redis = Redis::start(RedisOptions::aof());
+    let silent = FakeRedis::start(Behavior::Silent);
+    let silent_port = silent.url().rsplit(':').next().unwrap().to_owned();
+    let config = format!(
+        "poll_interval = \"10s\"\npoll_timeout = \"5s\"\n\
+         [[targets]]\nurl = \"{}\"\nname = \"r\"\n\
+         [probe]\nenabled = true\nallowed_targets = [\"redis://127.0.0.1:{silent_port}\"]\n",
+        redis.url()
+    );
+    let exporter = Arc::new(Exporter::start(&config, &[], None));
+    exporter.wait_for("the target is up", |m| {
+        sample(m, "redis_up", &[("target", "r")]) == Some(1.0)
+    });
+
+    // 40 probes of a port that accepts and never answers: each waits out poll_timeout.
+    let answered = Arc::new(AtomicUsize::new(0));
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let probes: Vec<_> = (0..40)
+        .map(|_| {
+            let (exporter, answered, statuses) =
+                (exporter.clone(), answered.clone(), statuses.clone());
+            let path = format!("/probe?target=127.0.0.1:{silent_port}");
+            std::thread::spawn(move || {
+                let (status, _) = exporter.get(&path);
+                statuses.lock().unwrap().push(status);
+                if status == 200 {
+                    answered.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    wait_until(WAIT, "several probes wait on the silent server", || {
+        silent.stats().connections.load(Ordering::Relaxed) >= 4
+    });
+
+    // Scrapes and the status page answer while every probe that reached the server still
+    // waits on it.
+    let before = answered.load(Ordering::SeqCst);
+    let (status, body) = exporter.get("/metrics");
+    let (page_status, _) = exporter.get("/");
+    let after = answered.load(Ordering::SeqCst);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(page_status, 200);
+    assert_eq!(sample(&body, "redis_up", &[("target", "r")]), Some(1.0));
+    assert_eq!(
+        (before, after),
+        (0, 0),
+        "the scrape waited until probes finished"
+    );
+
+    for probe in probes {
+        probe.join().unwrap();
+    }
+    // Every probe got an answer: its result, or 503 when no probe slot freed in time.
+    let statuses = statuses.lock().unwrap();
+    assert_eq!(statuses.len(), 40);
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 503),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&200), "{statuses:?}");
+}
