@@ -18,7 +18,7 @@ const WAIT: Duration = Duration::from_secs(30);
 /// An exporter started with extra flags, optionally under `prlimit`.
 struct Exporter {
     /// Holds the config while the exporter runs.
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     proc: Proc,
     port: u16,
 }
@@ -75,11 +75,7 @@ impl Exporter {
             },
             |_, proc| proc.log().contains("serving /metrics"),
         );
-        Exporter {
-            _dir: dir,
-            proc,
-            port,
-        }
+        Exporter { dir, proc, port }
     }
 
     fn url(&self, path: &str) -> String {
@@ -124,6 +120,106 @@ fn request(builder: reqwest::blocking::RequestBuilder) -> (u16, String) {
         .expect("HTTP request");
     let status = response.status().as_u16();
     (status, response.text().unwrap_or_default())
+}
+
+#[test]
+fn basic_auth_scheme_is_case_insensitive() {
+    let redis = Redis::start(RedisOptions::aof());
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "poll_interval = \"500ms\"\npoll_timeout = \"400ms\"\n[[targets]]\nurl = \"{}\"\nname = \"r\"\n",
+        redis.url()
+    );
+    let web = dir.path().join("web.yml").display().to_string();
+    let exporter = Exporter::start_in(
+        dir,
+        &[
+            ("config.toml", &config),
+            ("web.yml", &format!("basic_auth_users:\n  prom: '{hash}'\n")),
+        ],
+        &["--web.config.file", &web],
+        None,
+    );
+    let get = |authorization: Option<String>| {
+        let mut builder = reqwest::blocking::Client::new().get(exporter.url("/metrics"));
+        if let Some(value) = authorization {
+            builder = builder.header("Authorization", value);
+        }
+        request(builder).0
+    };
+    use base64::Engine;
+    let encode = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    assert_eq!(get(None), 401);
+    assert_eq!(get(Some(format!("Basic {}", encode("prom:s3cret")))), 200);
+    for scheme in ["basic", "BASIC", "bAsIc"] {
+        assert_eq!(
+            get(Some(format!("{scheme} {}", encode("prom:s3cret")))),
+            200,
+            "{scheme}"
+        );
+        assert_eq!(
+            get(Some(format!("{scheme} {}", encode("prom:wrong")))),
+            401,
+            "{scheme} with a wrong password"
+        );
+    }
+}
+
+fn reload_timestamp(body: &str) -> Option<f64> {
+    sample(
+        body,
+        "redis_persistence_exporter_config_last_reload_success_timestamp_seconds",
+        &[],
+    )
+}
+
+#[test]
+fn reload_endpoint_exists_only_with_the_lifecycle_flag() {
+    let redis = Redis::start(RedisOptions::aof());
+    let config = |env: &str| {
+        format!(
+            "poll_interval = \"500ms\"\npoll_timeout = \"400ms\"\n[[targets]]\nurl = \"{}\"\nname = \"r\"\nlabels = {{ env = \"{env}\" }}\n",
+            redis.url()
+        )
+    };
+    let exporter = Exporter::start(&config("before"), &[], None);
+    let up = |body: &str, env: &str| sample(body, "redis_up", &[("target", "r"), ("env", env)]);
+    let first = exporter.wait_for("the target is up", |m| up(m, "before") == Some(1.0));
+
+    std::fs::write(exporter.dir.path().join("config.toml"), config("after")).unwrap();
+    let post = || request(reqwest::blocking::Client::new().post(exporter.url("/-/reload")));
+    let (status, body) = post();
+    assert!(
+        status == 404 || status == 405,
+        "POST /-/reload without --web.enable-lifecycle answered {status}: {body}"
+    );
+    // Nothing was reloaded: the old labels stay, the reload time is the start's.
+    let later = exporter.wait_for("two more polls", |m| {
+        common::polls(m, "r") >= common::polls(&first, "r") + 2.0
+    });
+    assert_eq!(up(&later, "before"), Some(1.0), "{later}");
+    assert_eq!(reload_timestamp(&later), reload_timestamp(&first));
+
+    // SIGHUP always reloads.
+    assert!(Command::new("kill")
+        .args(["-HUP", &exporter.proc.pid().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    exporter.wait_for("SIGHUP applied the new labels", |m| {
+        up(m, "after") == Some(1.0)
+    });
+    drop(exporter);
+
+    let exporter = Exporter::start(&config("before"), &["--web.enable-lifecycle"], None);
+    exporter.wait_for("the target is up", |m| up(m, "before") == Some(1.0));
+    std::fs::write(exporter.dir.path().join("config.toml"), config("after")).unwrap();
+    let (status, body) = request(reqwest::blocking::Client::new().post(exporter.url("/-/reload")));
+    assert_eq!(status, 200, "{body}");
+    exporter.wait_for("the reload applied the new labels", |m| {
+        up(m, "after") == Some(1.0)
+    });
 }
 
 #[test]

@@ -77,16 +77,20 @@ impl AppState {
 }
 
 /// Builds the router. Read endpoints answer GET and HEAD only; anything else gets 405.
-/// With basic auth configured, every endpoint requires it.
-pub fn router(state: AppState, auth: Option<Arc<BasicAuth>>) -> Router {
+/// `POST /-/reload` exists only with `lifecycle` (`--web.enable-lifecycle`, as in
+/// Prometheus); without it the path is 404. With basic auth configured, every endpoint
+/// requires it.
+pub fn router(state: AppState, auth: Option<Arc<BasicAuth>>, lifecycle: bool) -> Router {
     let mut router = Router::new()
         .route("/", get(landing))
         .route("/metrics", get(scrape))
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(|| async { "OK\n" }))
-        .route("/-/reload", post(reload))
-        .route("/probe", get(probe))
-        .with_state(state);
+        .route("/probe", get(probe));
+    if lifecycle {
+        router = router.route("/-/reload", post(reload));
+    }
+    let mut router = router.with_state(state);
     if let Some(auth) = auth {
         router = router.layer(axum::middleware::from_fn_with_state(
             auth,
@@ -109,7 +113,7 @@ pub async fn serve(
     web: WebConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state, web.auth);
+    let app = router(state, web.auth, web.lifecycle);
     match web.tls {
         Some(acceptor) => {
             axum::serve(web_config::TlsListener::new(listener, acceptor)?, app)

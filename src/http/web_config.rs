@@ -74,6 +74,8 @@ pub struct WebConfig {
     pub tls: Option<TlsAcceptor>,
     /// Basic auth, when users are configured.
     pub auth: Option<Arc<BasicAuth>>,
+    /// Whether `POST /-/reload` is served (`--web.enable-lifecycle`, not part of the file).
+    pub lifecycle: bool,
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -81,6 +83,7 @@ impl std::fmt::Debug for WebConfig {
         f.debug_struct("WebConfig")
             .field("tls", &self.tls.is_some())
             .field("basic_auth", &self.auth.is_some())
+            .field("lifecycle", &self.lifecycle)
             .finish()
     }
 }
@@ -118,7 +121,11 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
         None => None,
         Some(tls) => Some(tls_acceptor(&tls, &resolve).map_err(error)?),
     };
-    Ok(WebConfig { tls, auth })
+    Ok(WebConfig {
+        tls,
+        auth,
+        lifecycle: false,
+    })
 }
 
 fn tls_acceptor(
@@ -249,6 +256,15 @@ impl BasicAuth {
     }
 }
 
+/// The credentials of a `Basic` Authorization header. The scheme is case-insensitive
+/// (RFC 7235 section 2.1): `basic` and `BASIC` are `Basic`.
+fn basic_credentials(header: &str) -> Option<&str> {
+    let (scheme, credentials) = header.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("basic")
+        .then_some(credentials.trim())
+}
+
 /// Middleware: 401 with a challenge unless the request carries valid credentials.
 pub async fn require_basic_auth(
     State(auth): State<Arc<BasicAuth>>,
@@ -259,7 +275,7 @@ pub async fn require_basic_auth(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(basic_credentials)
         .and_then(|b64| {
             base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
@@ -377,6 +393,16 @@ mod tests {
             "cache must not accept another password"
         );
         assert!(!auth.check("nobody", "s3cret"));
+    }
+
+    #[test]
+    fn the_basic_scheme_is_case_insensitive() {
+        for header in ["Basic dTpw", "basic dTpw", "BASIC  dTpw", "bAsIc dTpw"] {
+            assert_eq!(basic_credentials(header), Some("dTpw"), "{header}");
+        }
+        for header in ["Bearer dTpw", "Basicx dTpw", "Basic", "dTpw"] {
+            assert_eq!(basic_credentials(header), None, "{header}");
+        }
     }
 
     #[test]

@@ -709,6 +709,7 @@ impl Exporter {
                     config_path.display().to_string(),
                     "--web.listen-address".to_owned(),
                     format!("127.0.0.1:{port}"),
+                    "--web.enable-lifecycle".to_owned(),
                 ];
                 if let Some(level) = level {
                     args.extend(["--log.level".to_owned(), level.to_owned()]);

@@ -410,7 +410,8 @@ impl Exporter {
                 .arg("--config")
                 .arg(config)
                 .arg("--web.listen-address")
-                .arg(format!("127.0.0.1:{port}"));
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--web.enable-lifecycle");
             if let Some(web) = &options.web_config {
                 command.arg("--web.config.file").arg(web);
             }
