@@ -5,6 +5,8 @@
 mod common;
 mod hostile_support;
 
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,6 +16,8 @@ use common::{sample, wait_until, Proc, Redis, RedisOptions};
 use hostile_support::{Behavior, FakeRedis};
 
 const WAIT: Duration = Duration::from_secs(30);
+/// Comfortably past the exporter's 10 s header-read timeout.
+const CLOSE_DEADLINE: Duration = Duration::from_secs(40);
 
 /// An exporter started with extra flags, optionally under `prlimit`.
 struct Exporter {
@@ -120,6 +124,23 @@ fn request(builder: reqwest::blocking::RequestBuilder) -> (u16, String) {
         .expect("HTTP request");
     let status = response.status().as_u16();
     (status, response.text().unwrap_or_default())
+}
+
+/// Whether the server has closed `stream`: a read returns end-of-file or a reset. Waits at
+/// most `wait` for it.
+fn closed_by_server(stream: &mut TcpStream, wait: Duration) -> bool {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
 }
 
 #[test]
@@ -344,4 +365,106 @@ fn probes_never_make_a_scrape_wait() {
         "{statuses:?}"
     );
     assert!(statuses.contains(&200), "{statuses:?}");
+}
+
+fn simple_config(redis: &Redis) -> String {
+    format!(
+        "poll_interval = \"500ms\"\npoll_timeout = \"400ms\"\n[[targets]]\nurl = \"{}\"\nname = \"r\"\n",
+        redis.url()
+    )
+}
+
+#[test]
+fn slow_headers_are_cut_off() {
+    let redis = Redis::start(RedisOptions::aof());
+    let exporter = Exporter::start(&simple_config(&redis), &[], None);
+    exporter.metrics();
+
+    // One header line every 2 s: never a complete request.
+    let mut stream = TcpStream::connect(("127.0.0.1", exporter.port)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let closed = common::poll_until_every(CLOSE_DEADLINE, Duration::from_millis(1), || {
+        if stream.write_all(b"X-Slow: 1\r\n").is_err() {
+            return true;
+        }
+        closed_by_server(&mut stream, Duration::from_secs(2))
+    });
+    assert!(closed, "a slowloris connection is still open");
+    exporter.metrics();
+}
+
+#[test]
+fn idle_connections_are_closed() {
+    let redis = Redis::start(RedisOptions::aof());
+    let exporter = Exporter::start(&simple_config(&redis), &[], None);
+
+    // Opened and never used.
+    let mut silent = TcpStream::connect(("127.0.0.1", exporter.port)).unwrap();
+    // Used once, then left open (keep-alive).
+    let mut kept = TcpStream::connect(("127.0.0.1", exporter.port)).unwrap();
+    kept.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut reply = Vec::new();
+    kept.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buffer = [0u8; 1024];
+    while !String::from_utf8_lossy(&reply).contains("OK\n") {
+        let n = kept.read(&mut buffer).expect("the health answer");
+        assert!(n > 0, "closed before answering");
+        reply.extend_from_slice(&buffer[..n]);
+    }
+    assert!(String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 200"));
+
+    for (what, stream) in [("never used", &mut silent), ("kept alive", &mut kept)] {
+        let closed = common::poll_until_every(CLOSE_DEADLINE, Duration::from_millis(1), || {
+            closed_by_server(stream, Duration::from_secs(1))
+        });
+        assert!(closed, "an idle connection ({what}) is still open");
+    }
+}
+
+#[test]
+fn idle_connections_cannot_take_the_descriptors_polls_need() {
+    let redis = Redis::start(RedisOptions::aof());
+    // keep_connections = false: every poll opens a connection, so polls need descriptors
+    // all the time.
+    let config = format!(
+        "poll_interval = \"200ms\"\npoll_timeout = \"150ms\"\nkeep_connections = false\n\
+         [[targets]]\nurl = \"{}\"\nname = \"r\"\n",
+        redis.url()
+    );
+    let exporter = Exporter::start(&config, &[], Some(64));
+    let healthy = exporter.wait_for("the target is up", |m| {
+        sample(m, "redis_up", &[("target", "r")]) == Some(1.0)
+    });
+
+    let idle: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(("127.0.0.1", exporter.port)).unwrap())
+        .collect();
+    // Polls go on, and none fails, while the connections stay open.
+    let body = exporter.wait_for("/metrics answers and polls go on", |m| {
+        common::polls(m, "r") >= common::polls(&healthy, "r") + 10.0
+    });
+    assert_eq!(
+        sample(&body, "redis_up", &[("target", "r")]),
+        Some(1.0),
+        "{body}"
+    );
+    let failures: f64 = common::samples(
+        &body,
+        "redis_persistence_exporter_poll_failures_total",
+        &[("target", "r")],
+    )
+    .iter()
+    .map(|s| s.value)
+    .sum();
+    assert_eq!(failures, 0.0, "{body}");
+    assert!(
+        !exporter.proc.log().contains("Too many open files"),
+        "{}",
+        exporter.proc.log_tail(30)
+    );
+    drop(idle);
 }

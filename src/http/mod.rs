@@ -18,6 +18,7 @@ use tower_http::timeout::TimeoutLayer;
 
 mod allow_list;
 mod probe;
+mod server;
 mod web_config;
 
 use crate::config::Settings;
@@ -25,6 +26,7 @@ use crate::metrics;
 use crate::report::{self, TargetReport};
 use crate::state::{unix_seconds, Store};
 use probe::ProbeError;
+pub use server::{connection_cap, raise_descriptor_limit};
 use web_config::BasicAuth;
 pub use web_config::{load as load_web_config, WebConfig};
 
@@ -105,27 +107,17 @@ pub fn router(state: AppState, auth: Option<Arc<BasicAuth>>, lifecycle: bool) ->
         ))
 }
 
-/// Serves on `listener` (with TLS and auth per `web`) until `shutdown` completes, then
-/// finishes in-flight requests.
+/// Serves on `listener` (with TLS and auth per `web`), at most `max_connections` at once,
+/// until `shutdown` completes, then finishes in-flight requests.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     web: WebConfig,
+    max_connections: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(state, web.auth, web.lifecycle);
-    match web.tls {
-        Some(acceptor) => {
-            axum::serve(web_config::TlsListener::new(listener, acceptor)?, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-    }
+    server::serve(listener, app, web.tls, max_connections, shutdown).await
 }
 
 async fn reload(State(state): State<AppState>) -> Response {
