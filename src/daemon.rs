@@ -47,6 +47,8 @@ pub async fn run(
     web: WebConfig,
     reloader: Reloader,
 ) -> Result<(), DaemonError> {
+    // Polls and connections share one descriptor budget; take all the system allows.
+    let descriptors = http::raise_descriptor_limit();
     let address = settings.listen_address;
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -60,7 +62,15 @@ pub async fn run(
     let effective = discovery.effective();
     fleet.apply(&effective);
     store.record_reload(true, SystemTime::now());
-    tracing::info!(address = %local, targets = effective.targets.len(), "serving /metrics");
+    let max_connections =
+        http::connection_cap(descriptors.unwrap_or(u64::MAX), effective.targets.len());
+    tracing::info!(
+        address = %local,
+        targets = effective.targets.len(),
+        descriptors = descriptors.map(|d| d.to_string()).unwrap_or_else(|| "unlimited".into()),
+        max_connections,
+        "serving /metrics"
+    );
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<http::ReloadRequest>(4);
     let (stop_http, http_stopped) = oneshot::channel::<()>();
@@ -70,7 +80,7 @@ pub async fn run(
         Arc::new(settings.clone()),
     );
     let current = app.settings.clone();
-    let server = tokio::spawn(http::serve(listener, app, web, async {
+    let server = tokio::spawn(http::serve(listener, app, web, max_connections, async {
         let _ = http_stopped.await;
     }));
 

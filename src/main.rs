@@ -34,6 +34,11 @@ struct Cli {
     /// TLS and basic auth for /metrics, in the Prometheus web configuration file format.
     #[arg(long = "web.config.file", value_name = "PATH")]
     web_config_file: Option<PathBuf>,
+    /// Serve `POST /-/reload` (as Prometheus's flag of the same name). Off by default: anyone
+    /// who reaches the port could otherwise make the exporter re-read its config. SIGHUP
+    /// always reloads.
+    #[arg(long = "web.enable-lifecycle")]
+    web_enable_lifecycle: bool,
     /// Poll only this replica's share of the targets, "k/n" (overrides `shard` in the config).
     #[arg(long, value_name = "K/N")]
     shard: Option<String>,
@@ -85,7 +90,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let web = match &cli.web_config_file {
+    let mut web = match &cli.web_config_file {
         Some(path) => match exporter::load_web_config(path) {
             Ok(web) => web,
             Err(error) => {
@@ -95,6 +100,7 @@ fn main() -> ExitCode {
         },
         None => exporter::WebConfig::default(),
     };
+    web.lifecycle = cli.web_enable_lifecycle;
     if cli.check_config {
         print_summary(&cli, &settings);
         println!("  web: {web:?}");

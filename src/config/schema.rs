@@ -158,9 +158,21 @@ pub struct ProbeConfig {
     /// exporter make it connect anywhere (SSRF) with its credentials.
     #[serde(default)]
     pub enabled: bool,
-    /// Patterns a probed target must match, over `scheme://host:port` with `*` matching any
-    /// run of characters, e.g. `redis://10.1.*:6379` or `rediss://*.cache.internal:6380`.
-    /// Required when enabled; credentials are only ever sent to matching targets.
+    /// Patterns a probed target must match, `scheme://host:port`. Required when enabled;
+    /// credentials are only ever sent to matching targets. The scheme and port match exactly
+    /// (or `*`); the host is one of two kinds:
+    /// - an IP pattern: `*` per octet (`redis://10.1.*.*:6379`; a last `*` covers the rest,
+    ///   so `10.1.*` is the same), a CIDR block (`redis://10.1.0.0/16:6379`,
+    ///   `redis://[fd00::]/8:6379`) or `*` for any address. It matches IP literals and the
+    ///   addresses a name resolves to, never a name's text: `redis://10.1.*:6379` allows
+    ///   `10.1.0.7` and `db.internal` if every address it resolves to is in 10.1.0.0/16, and
+    ///   refuses `10.1.attacker.example` (resolving elsewhere or not at all).
+    /// - a host-name pattern, where `*` matches within one label: `rediss://*.cache.internal:6380`
+    ///   allows `a.cache.internal`, not `a.b.cache.internal` nor `cache.internal`.
+    ///
+    /// A name is resolved once and the probe connects to the address that was checked
+    /// (`rediss://` still verifies the certificate against the name). A pattern that does not
+    /// parse allows nothing and is logged when a probe arrives.
     #[serde(default)]
     pub allowed_targets: Vec<String>,
     /// Credentials and TLS settings used for probed targets.

@@ -16,7 +16,9 @@ use std::time::{Duration, SystemTime};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+mod allow_list;
 mod probe;
+mod server;
 mod web_config;
 
 use crate::card::CardState;
@@ -25,6 +27,7 @@ use crate::metrics;
 use crate::report::{self, TargetReport};
 use crate::state::{unix_seconds, Store};
 use probe::ProbeError;
+pub use server::{connection_cap, raise_descriptor_limit};
 use web_config::BasicAuth;
 pub use web_config::{load as load_web_config, WebConfig};
 
@@ -38,6 +41,11 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Renders of /metrics allowed at once; more wait their turn, so a scrape storm costs memory
 /// for a few renders only.
 const MAX_CONCURRENT_RENDERS: usize = 4;
+/// Probes allowed at once. A probe waits on a Redis for up to `poll_timeout`, so probes have
+/// their own bound and never hold a render's turn: a scrape never waits behind a probe.
+const MAX_CONCURRENT_PROBES: usize = 8;
+/// How long a probe waits for its turn before it is answered 503.
+const PROBE_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -46,8 +54,10 @@ pub struct AppState {
     pub store: Arc<Store>,
     /// Where reload requests go; `None` when reloading is not possible (no config file).
     pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
-    /// Bounds concurrent renders and probes.
+    /// Bounds concurrent renders of `/metrics` and `/`.
     pub renders: Arc<tokio::sync::Semaphore>,
+    /// Bounds concurrent probes, apart from renders.
+    pub probes: Arc<tokio::sync::Semaphore>,
     /// The running settings (for `/probe`), replaced on reload.
     pub settings: Arc<std::sync::RwLock<Arc<Settings>>>,
 }
@@ -63,22 +73,27 @@ impl AppState {
             store,
             reload,
             renders: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_RENDERS)),
+            probes: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_PROBES)),
             settings: Arc::new(std::sync::RwLock::new(settings)),
         }
     }
 }
 
 /// Builds the router. Read endpoints answer GET and HEAD only; anything else gets 405.
-/// With basic auth configured, every endpoint requires it.
-pub fn router(state: AppState, auth: Option<Arc<BasicAuth>>) -> Router {
+/// `POST /-/reload` exists only with `lifecycle` (`--web.enable-lifecycle`, as in
+/// Prometheus); without it the path is 404. With basic auth configured, every endpoint
+/// requires it.
+pub fn router(state: AppState, auth: Option<Arc<BasicAuth>>, lifecycle: bool) -> Router {
     let mut router = Router::new()
         .route("/", get(landing))
         .route("/metrics", get(scrape))
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(|| async { "OK\n" }))
-        .route("/-/reload", post(reload))
-        .route("/probe", get(probe))
-        .with_state(state);
+        .route("/probe", get(probe));
+    if lifecycle {
+        router = router.route("/-/reload", post(reload));
+    }
+    let mut router = router.with_state(state);
     if let Some(auth) = auth {
         router = router.layer(axum::middleware::from_fn_with_state(
             auth,
@@ -93,27 +108,17 @@ pub fn router(state: AppState, auth: Option<Arc<BasicAuth>>) -> Router {
         ))
 }
 
-/// Serves on `listener` (with TLS and auth per `web`) until `shutdown` completes, then
-/// finishes in-flight requests.
+/// Serves on `listener` (with TLS and auth per `web`), at most `max_connections` at once,
+/// until `shutdown` completes, then finishes in-flight requests.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     web: WebConfig,
+    max_connections: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state, web.auth);
-    match web.tls {
-        Some(acceptor) => {
-            axum::serve(web_config::TlsListener::new(listener, acceptor)?, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-    }
+    let app = router(state, web.auth, web.lifecycle);
+    server::serve(listener, app, web.tls, max_connections, shutdown).await
 }
 
 async fn reload(State(state): State<AppState>) -> Response {
@@ -144,10 +149,21 @@ async fn probe(
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    let target = match probe::prepare(
-        &settings,
-        query.get("target").map(String::as_str).unwrap_or(""),
-    ) {
+    if settings.probe.is_none() {
+        let error = ProbeError::Disabled;
+        return (StatusCode::NOT_FOUND, format!("{error}\n")).into_response();
+    }
+    // The turn is taken before resolving the target: a lookup can take a while too.
+    let permit = tokio::time::timeout(PROBE_QUEUE_TIMEOUT, state.probes.acquire_owned()).await;
+    let Ok(Ok(_permit)) = permit else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many probes in flight; try again\n",
+        )
+            .into_response();
+    };
+    let raw = query.get("target").map(String::as_str).unwrap_or("");
+    let target = match probe::prepare(&settings, raw).await {
         Ok(target) => target,
         Err(error @ ProbeError::Disabled) => {
             return (StatusCode::NOT_FOUND, format!("{error}\n")).into_response()
@@ -157,9 +173,7 @@ async fn probe(
         }
         Err(error) => return (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response(),
     };
-    let Ok(_permit) = state.renders.acquire_owned().await else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
-    };
+    // One target's series: cheap to render, so no render turn is needed.
     let body = probe::run(&settings, target).await;
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
 }

@@ -5,8 +5,11 @@
 //! an open probe endpoint would let anyone who can reach the exporter make it connect anywhere,
 //! carrying the configured credentials. A probed URL may not carry credentials of its own.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use super::allow_list::{AllowList, Verdict};
 use crate::config::{ProbeConfig, Settings};
 use crate::poller::{Poller, Schedule};
 use crate::state::Store;
@@ -26,32 +29,28 @@ pub enum ProbeError {
     NotAllowed,
 }
 
-/// Matches `text` against a pattern where `*` stands for any run of characters.
-pub fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while ti < t.len() {
-        if pi < p.len() && p[pi] != '*' && p[pi] == t[ti] {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
-}
+/// How long resolving a probed name may take; a name that does not resolve in time is
+/// treated as not resolving.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Checks a requested target against the allow-list and builds it with the probe's settings.
-pub fn prepare(settings: &Settings, raw: &str) -> Result<Target, ProbeError> {
+///
+/// A name is resolved once here; the target connects to the address that was checked (a
+/// second lookup by the client could answer differently), and `rediss://` still verifies the
+/// certificate against the name.
+pub async fn prepare(settings: &Settings, raw: &str) -> Result<Target, ProbeError> {
+    prepare_with(settings, raw, resolve).await
+}
+
+async fn prepare_with<F, R>(
+    settings: &Settings,
+    raw: &str,
+    resolver: R,
+) -> Result<Target, ProbeError>
+where
+    R: FnOnce(String, u16) -> F,
+    F: std::future::Future<Output = Vec<IpAddr>>,
+{
     let probe: &ProbeConfig = settings.probe.as_ref().ok_or(ProbeError::Disabled)?;
     if raw.is_empty() || raw.len() > 256 || raw.chars().any(|c| c.is_control() || c.is_whitespace())
     {
@@ -66,20 +65,29 @@ pub fn prepare(settings: &Settings, raw: &str) -> Result<Target, ProbeError> {
                 .into(),
         ));
     }
-    if !matches!(url.address, Address::Tcp { .. }) {
+    let Address::Tcp { host, port, tls } = &url.address else {
         return Err(ProbeError::BadTarget(
             "expected a redis:// or rediss:// target".into(),
         ));
+    };
+    let (host, port, tls) = (host.clone(), *port, *tls);
+    let scheme = if tls { "rediss" } else { "redis" };
+    let (list, errors) = AllowList::parse(&probe.allowed_targets);
+    for error in &errors {
+        tracing::warn!(%error, "ignoring an unusable probe pattern");
     }
-    // The allow-list matches the normalized form: scheme, host and port always present.
-    if !probe
-        .allowed_targets
-        .iter()
-        .any(|p| wildcard_match(p, &url.display))
-    {
-        return Err(ProbeError::NotAllowed);
-    }
-    probe
+    let connect_to = match list.check(scheme, &host, port, None) {
+        Verdict::Allowed(ip) => ip,
+        Verdict::Refused => return Err(ProbeError::NotAllowed),
+        Verdict::NeedAddresses => {
+            let resolved = resolver(host.clone(), port).await;
+            match list.check(scheme, &host, port, Some(&resolved)) {
+                Verdict::Allowed(ip) => ip,
+                _ => return Err(ProbeError::NotAllowed),
+            }
+        }
+    };
+    let mut target = probe
         .defaults
         .build(
             url.display,
@@ -88,7 +96,34 @@ pub fn prepare(settings: &Settings, raw: &str) -> Result<Target, ProbeError> {
             "probe",
             settings.origin("probe"),
         )
-        .map_err(|e| ProbeError::BadTarget(e.to_string()))
+        .map_err(|e| ProbeError::BadTarget(e.to_string()))?;
+    if let Some(ip) = connect_to {
+        target.address = Address::Tcp {
+            host: ip.to_string(),
+            port,
+            tls,
+        };
+        if let Some(client) = target.tls.as_mut() {
+            client.server_name.get_or_insert(host);
+        }
+    }
+    Ok(target)
+}
+
+/// The addresses `host` resolves to, deduplicated in the resolver's order; none on failure.
+async fn resolve(host: String, port: u16) -> Vec<IpAddr> {
+    let lookup = tokio::net::lookup_host((host.as_str(), port));
+    let Ok(Ok(found)) = tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await else {
+        return Vec::new();
+    };
+    let mut addresses: Vec<IpAddr> = Vec::new();
+    for address in found {
+        let ip = address.ip().to_canonical();
+        if !addresses.contains(&ip) {
+            addresses.push(ip);
+        }
+    }
+    addresses
 }
 
 /// Polls `target` once and renders its series.
@@ -115,49 +150,92 @@ mod tests {
         crate::config::load_with_env(Some(&path), Vec::new()).unwrap()
     }
 
-    #[test]
-    fn wildcards() {
-        assert!(wildcard_match(
-            "redis://10.1.*:6379",
-            "redis://10.1.2.3:6379"
-        ));
-        assert!(!wildcard_match(
-            "redis://10.1.*:6379",
-            "redis://10.2.2.3:6379"
-        ));
-        assert!(!wildcard_match(
-            "redis://10.1.*:6379",
-            "redis://10.1.2.3:6380"
-        ));
-        assert!(wildcard_match("*", "anything"));
-        assert!(!wildcard_match("redis://a", "redis://ab"));
+    /// `prepare` with names resolving as in `table` (anything else does not resolve); also
+    /// says whether a lookup happened.
+    fn prepare_resolving(
+        settings: &Settings,
+        raw: &str,
+        table: &[(&str, &str)],
+    ) -> (Result<Target, ProbeError>, bool) {
+        let looked_up = std::cell::Cell::new(false);
+        let resolver = |host: String, _port: u16| {
+            looked_up.set(true);
+            let found: Vec<IpAddr> = table
+                .iter()
+                .filter(|(name, _)| *name == host)
+                .map(|(_, ip)| ip.parse().unwrap())
+                .collect();
+            std::future::ready(found)
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let result = runtime.block_on(prepare_with(settings, raw, resolver));
+        (result, looked_up.get())
     }
 
     #[test]
     fn allow_list_is_enforced_and_credentials_refused() {
         let settings = settings("");
-        assert!(prepare(&settings, "10.1.0.5:6379").is_ok());
-        assert!(prepare(&settings, "rediss://db.cache.internal:6380").is_ok());
+        let prepare = |raw: &str| prepare_resolving(&settings, raw, &[]).0;
+        assert!(prepare("10.1.0.5:6379").is_ok());
+        assert_eq!(prepare("10.9.0.5:6379"), Err(ProbeError::NotAllowed));
+        assert_eq!(prepare("169.254.169.254:80"), Err(ProbeError::NotAllowed));
+        assert!(matches!(
+            prepare("redis://u:p@10.1.0.5:6379"),
+            Err(ProbeError::BadTarget(_))
+        ));
+        assert!(matches!(
+            prepare("http://10.1.0.5:6379"),
+            Err(ProbeError::BadTarget(_))
+        ));
+        assert!(matches!(prepare(""), Err(ProbeError::BadTarget(_))));
+    }
+
+    #[test]
+    fn a_name_connects_to_the_address_that_was_checked() {
+        let settings = settings("");
+        let table = [
+            ("db.internal", "10.1.0.7"),
+            ("10.1.attacker.example", "203.0.113.9"),
+            ("db.cache.internal", "192.0.2.10"),
+        ];
+        let (target, _) = prepare_resolving(&settings, "db.internal:6379", &table);
+        let target = target.unwrap();
+        assert_eq!(target.name, "redis://db.internal:6379");
         assert_eq!(
-            prepare(&settings, "10.9.0.5:6379"),
-            Err(ProbeError::NotAllowed)
+            target.address,
+            Address::Tcp {
+                host: "10.1.0.7".into(),
+                port: 6379,
+                tls: false
+            }
+        );
+        let (refused, _) = prepare_resolving(&settings, "10.1.attacker.example:6379", &table);
+        assert_eq!(refused, Err(ProbeError::NotAllowed));
+        let (refused, _) = prepare_resolving(&settings, "10.1.unresolvable.example:6379", &table);
+        assert_eq!(refused, Err(ProbeError::NotAllowed));
+
+        // rediss: pinned to the address, certificate checked against the name.
+        let (target, _) = prepare_resolving(&settings, "rediss://db.cache.internal:6380", &table);
+        let target = target.unwrap();
+        assert_eq!(
+            target.address,
+            Address::Tcp {
+                host: "192.0.2.10".into(),
+                port: 6380,
+                tls: true
+            }
         );
         assert_eq!(
-            prepare(&settings, "169.254.169.254:80"),
-            Err(ProbeError::NotAllowed)
+            target.tls.unwrap().server_name.as_deref(),
+            Some("db.cache.internal")
         );
-        assert!(matches!(
-            prepare(&settings, "redis://u:p@10.1.0.5:6379"),
-            Err(ProbeError::BadTarget(_))
-        ));
-        assert!(matches!(
-            prepare(&settings, "http://10.1.0.5:6379"),
-            Err(ProbeError::BadTarget(_))
-        ));
-        assert!(matches!(
-            prepare(&settings, ""),
-            Err(ProbeError::BadTarget(_))
-        ));
+
+        // Nothing could allow it: refused without a lookup.
+        let (refused, looked_up) = prepare_resolving(&settings, "evil.example:80", &table);
+        assert_eq!(refused, Err(ProbeError::NotAllowed));
+        assert!(!looked_up);
     }
 
     #[test]

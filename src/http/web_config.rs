@@ -16,10 +16,8 @@
 //! …) are rejected by name rather than silently ignored.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -31,13 +29,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls;
-use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
-
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A problem with the web config file.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +67,8 @@ pub struct WebConfig {
     pub tls: Option<TlsAcceptor>,
     /// Basic auth, when users are configured.
     pub auth: Option<Arc<BasicAuth>>,
+    /// Whether `POST /-/reload` is served (`--web.enable-lifecycle`, not part of the file).
+    pub lifecycle: bool,
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -81,6 +76,7 @@ impl std::fmt::Debug for WebConfig {
         f.debug_struct("WebConfig")
             .field("tls", &self.tls.is_some())
             .field("basic_auth", &self.auth.is_some())
+            .field("lifecycle", &self.lifecycle)
             .finish()
     }
 }
@@ -118,7 +114,11 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
         None => None,
         Some(tls) => Some(tls_acceptor(&tls, &resolve).map_err(error)?),
     };
-    Ok(WebConfig { tls, auth })
+    Ok(WebConfig {
+        tls,
+        auth,
+        lifecycle: false,
+    })
 }
 
 fn tls_acceptor(
@@ -249,6 +249,15 @@ impl BasicAuth {
     }
 }
 
+/// The credentials of a `Basic` Authorization header. The scheme is case-insensitive
+/// (RFC 7235 section 2.1): `basic` and `BASIC` are `Basic`.
+fn basic_credentials(header: &str) -> Option<&str> {
+    let (scheme, credentials) = header.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("basic")
+        .then_some(credentials.trim())
+}
+
 /// Middleware: 401 with a challenge unless the request carries valid credentials.
 pub async fn require_basic_auth(
     State(auth): State<Arc<BasicAuth>>,
@@ -259,7 +268,7 @@ pub async fn require_basic_auth(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(basic_credentials)
         .and_then(|b64| {
             base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
@@ -292,65 +301,6 @@ pub async fn require_basic_auth(
     }
 }
 
-/// A TCP listener that hands out TLS streams. Handshakes run in their own tasks, so a client
-/// that stalls its handshake never blocks other connections.
-pub struct TlsListener {
-    local_addr: SocketAddr,
-    ready: tokio::sync::mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-}
-
-impl TlsListener {
-    /// Wraps `listener`; handshakes are bounded by a timeout.
-    pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<Self> {
-        let local_addr = listener.local_addr()?;
-        let (tx, ready) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(async move {
-            loop {
-                let (stream, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        tracing::debug!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                if tx.is_closed() {
-                    break;
-                }
-                let acceptor = acceptor.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener { local_addr, ready })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(accepted) => accepted,
-            // The accept task only ends when this listener is gone.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local_addr)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,6 +327,16 @@ mod tests {
             "cache must not accept another password"
         );
         assert!(!auth.check("nobody", "s3cret"));
+    }
+
+    #[test]
+    fn the_basic_scheme_is_case_insensitive() {
+        for header in ["Basic dTpw", "basic dTpw", "BASIC  dTpw", "bAsIc dTpw"] {
+            assert_eq!(basic_credentials(header), Some("dTpw"), "{header}");
+        }
+        for header in ["Bearer dTpw", "Basicx dTpw", "Basic", "dTpw"] {
+            assert_eq!(basic_credentials(header), None, "{header}");
+        }
     }
 
     #[test]

@@ -295,6 +295,7 @@ impl Exporter {
                     config.display().to_string(),
                     "--web.listen-address".to_owned(),
                     format!("127.0.0.1:{port}"),
+                    "--web.enable-lifecycle".to_owned(),
                 ];
                 if let Some(web) = &options.web_config {
                     args.extend(["--web.config.file".to_owned(), web.display().to_string()]);
