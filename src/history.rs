@@ -262,6 +262,21 @@ impl Diagnosis {
     /// since the previous one ([`crate::cause::log_evidence`] of the new log text; `None`
     /// when the log is not read).
     pub fn observe_with(&mut self, info: &Info, now_unix: f64, log: Option<&LogEvidence>) {
+        self.observe_poll(info, now_unix, log, true);
+    }
+
+    /// [`Diagnosis::observe_with`] for a poll that may have read the persistence section
+    /// only: `forks_fresh` says whether `total_forks` (INFO stats) was read by this poll or
+    /// carried over from an earlier full read. A carried-over count did not move while
+    /// attempts did, which would make every rewrite between full reads look like a refused
+    /// fork; so forks are evidence only between two polls that both read them.
+    pub fn observe_poll(
+        &mut self,
+        info: &Info,
+        now_unix: f64,
+        log: Option<&LogEvidence>,
+        forks_fresh: bool,
+    ) {
         let restarted = match (&self.run_id, &info.run_id) {
             (Some(before), Some(after)) => before != after,
             _ => {
@@ -277,7 +292,8 @@ impl Diagnosis {
         self.uptime_seconds = info.uptime_seconds;
         let aof = Observation::from_info(Mechanism::AofRewrite, info);
         let rdb = Observation::from_info(Mechanism::RdbBgsave, info);
-        let (mut aof_evidence, mut rdb_evidence) = self.fork_evidence(info, &aof, &rdb);
+        let forks = info.total_forks.filter(|_| forks_fresh);
+        let (mut aof_evidence, mut rdb_evidence) = self.fork_evidence(forks, info, &aof, &rdb);
         if let Some(log) = log {
             aof_evidence.log = Some(LogCounts {
                 failed: u64::from(log.aof_rewrite_failures),
@@ -290,7 +306,7 @@ impl Diagnosis {
                 trailing: u64::from(log.rdb_bgsave_trailing_failures),
             });
         }
-        self.total_forks = info.total_forks;
+        self.total_forks = forks;
         self.rdb_last_save = info.rdb_last_save_timestamp_seconds;
         self.aof.observe_with(aof, now_unix, aof_evidence);
         self.rdb.observe_with(rdb, now_unix, rdb_evidence);
@@ -299,12 +315,13 @@ impl Diagnosis {
     /// What `total_forks` says since the last poll, per mechanism.
     fn fork_evidence(
         &self,
+        forks_now: Option<u64>,
         info: &Info,
         aof: &Observation,
         rdb: &Observation,
     ) -> (Evidence, Evidence) {
         let (mut aof_evidence, mut rdb_evidence) = (Evidence::default(), Evidence::default());
-        let (Some(before), Some(after)) = (self.total_forks, info.total_forks) else {
+        let (Some(before), Some(after)) = (self.total_forks, forks_now) else {
             return (aof_evidence, rdb_evidence);
         };
         let forks = after.saturating_sub(before);
@@ -503,6 +520,45 @@ mod tests {
         d.observe(&info("aof_last_bgrewrite_status:ok aof_rewrites:3 aof_rewrites_consecutive_failures:0 total_forks:2"), 2.0);
         assert_eq!(d.aof.failed_attempts_total, 1);
         assert_eq!(d.aof.transient_recoveries_total, 1);
+    }
+
+    #[test]
+    fn forks_carried_over_from_a_full_read_are_no_evidence() {
+        // Redis 7.0.15, INFO alone, polls of the persistence section between full reads:
+        // a clean rewrite moved aof_rewrites 0 to 1 while total_forks, read 30 s earlier,
+        // still said 3. That counted one failed attempt and one transient recovery for a
+        // rewrite that succeeded (tests/server_faults.rs, fork_refused on redis-7.0).
+        let healthy = info("aof_last_bgrewrite_status:ok aof_rewrites:0 aof_rewrites_consecutive_failures:0 total_forks:3");
+        let rewritten = info("aof_last_bgrewrite_status:ok aof_rewrites:1 aof_rewrites_consecutive_failures:0 total_forks:3");
+        let read_again = info("aof_last_bgrewrite_status:ok aof_rewrites:1 aof_rewrites_consecutive_failures:0 total_forks:4");
+        let mut d = Diagnosis::default();
+        d.observe_poll(&healthy, 1.0, None, true);
+        d.observe_poll(&rewritten, 2.0, None, false);
+        d.observe_poll(&read_again, 3.0, None, true);
+        assert_eq!(d.aof.failed_attempts_total, 0);
+        assert_eq!(d.aof.transient_recoveries_total, 0);
+        // Redis 6.2, INFO alone: a killed rewrite seen between full reads, then the full
+        // read's total_forks +1 while the status is still err: one failure, not two.
+        let mut d = Diagnosis::default();
+        d.observe_poll(
+            &info("aof_last_bgrewrite_status:ok total_forks:1"),
+            1.0,
+            None,
+            true,
+        );
+        d.observe_poll(
+            &info("aof_last_bgrewrite_status:err total_forks:1"),
+            2.0,
+            None,
+            false,
+        );
+        d.observe_poll(
+            &info("aof_last_bgrewrite_status:err total_forks:2"),
+            3.0,
+            None,
+            true,
+        );
+        assert_eq!(d.aof.failed_attempts_total, 1);
     }
 
     #[test]

@@ -248,7 +248,7 @@ impl Poller {
                 }
             }
             let snapshot = Snapshot::new(info, SystemTime::now());
-            state.record_success(snapshot, took, log.as_ref());
+            state.record_poll(snapshot, took, log.as_ref(), scope == InfoScope::Full);
             if let Some(config) = reading.config {
                 self.config_read_at = Some(started);
                 if config == ConfigStatus::Unavailable

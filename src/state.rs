@@ -199,14 +199,27 @@ impl TargetState {
     /// one when the exporter reads it (sidecar mode).
     pub fn record_success(
         &mut self,
+        snapshot: Snapshot,
+        took: Duration,
+        log: Option<&LogEvidence>,
+    ) {
+        self.record_poll(snapshot, took, log, true);
+    }
+
+    /// [`TargetState::record_success`] for a poll that read `INFO persistence` only when
+    /// `siblings_fresh` is false: its `total_forks` (INFO stats) is carried over from an
+    /// earlier full read and must not be compared as if it were current.
+    pub fn record_poll(
+        &mut self,
         mut snapshot: Snapshot,
         took: Duration,
         log: Option<&LogEvidence>,
+        siblings_fresh: bool,
     ) {
         self.polls_total += 1;
         self.poll_duration.observe(took);
         self.diagnosis
-            .observe_with(&snapshot.info, snapshot.taken_at_unix, log);
+            .observe_poll(&snapshot.info, snapshot.taken_at_unix, log, siblings_fresh);
         // Before 7.0 a refused rewrite fork leaves aof_last_bgrewrite_status at ok, but the
         // log says the last attempt did not finish cleanly: that is the card's err.
         if snapshot.card == CardState::Ok && self.diagnosis.aof.streak_failures > 0 {
