@@ -125,22 +125,26 @@ impl Redis {
         child
     }
 
-    /// A rewrite at full speed, waited for until `aof_rewrites` moved and nothing runs.
-    /// Returns `aof_last_bgrewrite_status` afterwards.
+    /// A rewrite at full speed, waited for until it ended (`aof_rewrites` moved, or before
+    /// 7.0, which has no such counter, the log says how it ended) and nothing runs. Returns
+    /// `aof_last_bgrewrite_status` afterwards.
     pub fn clean_rewrite(&mut self) -> String {
         self.config_set("rdb-key-save-delay", "0");
-        let before: u64 = self.field("aof_rewrites").parse().unwrap_or(0);
+        let before: Option<u64> = self.field("aof_rewrites").parse().ok();
+        let offset = self.log_len();
         let reply = self.cmd(&["BGREWRITEAOF"]);
         let mut last = String::new();
         let done = poll_until(REDIS_CHANGE, || {
             let info = self.persistence();
             last = format!("{info:?}");
-            let rewrites: u64 = info
-                .get("aof_rewrites")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            rewrites > before
-                && info.get("aof_rewrite_in_progress").map(String::as_str) == Some("0")
+            let ended = match before {
+                Some(before) => info
+                    .get("aof_rewrites")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .is_some_and(|after| after > before),
+                None => reply.is_error() || rewrite_ended(&self.log_since(offset)),
+            };
+            ended && info.get("aof_rewrite_in_progress").map(String::as_str) == Some("0")
         });
         assert!(
             done,
@@ -149,6 +153,83 @@ impl Redis {
             self.log_tail(10)
         );
         self.field("aof_last_bgrewrite_status")
+    }
+
+    /// The RDB fields a report should show, on one line.
+    pub fn rdb_fields(&mut self) -> String {
+        let info = self.persistence();
+        [
+            "rdb_bgsave_in_progress",
+            "rdb_last_bgsave_status",
+            "rdb_saves",
+            "rdb_current_bgsave_time_sec",
+        ]
+        .iter()
+        .map(|k| format!("{k}:{}", info.get(*k).map(String::as_str).unwrap_or("-")))
+        .collect::<Vec<_>>()
+        .join(" ")
+    }
+
+    /// Starts a `BGSAVE` slowed by `rdb-key-save-delay` and returns its child's pid.
+    pub fn start_slow_bgsave(&mut self) -> u32 {
+        self.config_set("rdb-key-save-delay", "100");
+        self.ok(&["BGSAVE"]);
+        let mut child = None;
+        wait_until_shown(
+            REDIS_CHANGE,
+            "the BGSAVE child appears under the server",
+            || {
+                child = self.child_pids().first().copied();
+                child.is_some()
+            },
+            || self.log_tail(10),
+        );
+        child.expect("child")
+    }
+
+    /// Kills the running `BGSAVE`'s child with SIGKILL and waits until the server has reaped
+    /// it and says `rdb_last_bgsave_status:err`. Returns the child's pid.
+    pub fn kill_bgsave_child(&mut self) -> u32 {
+        let child = self.start_slow_bgsave();
+        assert!(sigkill(child), "kill -KILL {child}");
+        let mut last = String::new();
+        let done = poll_until(REDIS_CHANGE, || {
+            let info = self.persistence();
+            last = format!("{info:?}");
+            info.get("rdb_bgsave_in_progress").map(String::as_str) == Some("0")
+                && info.get("rdb_last_bgsave_status").map(String::as_str) == Some("err")
+        });
+        assert!(
+            done,
+            "the killed BGSAVE did not end in err: {last}\n{}",
+            self.log_tail(10)
+        );
+        child
+    }
+
+    /// A `BGSAVE` at full speed, waited for until the log says how it ended (or it was
+    /// refused) and nothing runs. Returns `rdb_last_bgsave_status` afterwards.
+    pub fn clean_bgsave(&mut self) -> String {
+        self.config_set("rdb-key-save-delay", "0");
+        let offset = self.log_len();
+        let reply = self.cmd(&["BGSAVE"]);
+        let mut last = String::new();
+        let done = poll_until(REDIS_CHANGE, || {
+            let info = self.persistence();
+            last = format!("{info:?}");
+            (reply.is_error()
+                || self
+                    .log_since(offset)
+                    .contains("Background saving terminated"))
+                && info.get("rdb_bgsave_in_progress").map(String::as_str) == Some("0")
+        });
+        assert!(
+            done,
+            "BGSAVE ({}) did not finish: {last}\n{}",
+            reply.text(),
+            self.log_tail(10)
+        );
+        self.field("rdb_last_bgsave_status")
     }
 
     /// The soft and hard `Max processes` limits of the server, from `/proc/<pid>/limits`.
@@ -232,4 +313,16 @@ impl Redis {
 pub fn private_uid() -> u32 {
     // Ports are unique among live listeners; the offset keeps clear of real accounts.
     3_000_000 + u32::from(free_port())
+}
+
+/// Whether `log` (what a server wrote since a rewrite was asked for) says the rewrite ended,
+/// well or not: the only witness before 7.0, which has no `aof_rewrites`.
+fn rewrite_ended(log: &str) -> bool {
+    [
+        "Background AOF rewrite finished successfully",
+        "Background AOF rewrite terminated with error",
+        "Background AOF rewrite terminated by signal",
+    ]
+    .iter()
+    .any(|line| log.contains(line))
 }

@@ -41,6 +41,29 @@ impl Tmpfs {
         self.dir.path()
     }
 
+    /// Writes a file `filler` at the mount's root so that only `leave` bytes stay free
+    /// (`0`: until the tmpfs refuses more). Returns its path; removing it gives the room back.
+    pub fn fill(&self, leave: u64) -> std::path::PathBuf {
+        use std::io::Write as _;
+        let path = self.path().join("filler");
+        let mut file = std::fs::File::create(&path).expect("create the filler");
+        let chunk = vec![0u8; 64 * 1024];
+        let mut room = self.free_bytes().saturating_sub(leave);
+        while room > 0 {
+            let n = room.min(chunk.len() as u64) as usize;
+            if file.write_all(&chunk[..n]).is_err() {
+                break;
+            }
+            room -= n as u64;
+        }
+        // A page-rounded rest may remain; for `leave` 0 it must not.
+        if leave == 0 {
+            while file.write_all(&chunk[..4096]).is_ok() {}
+        }
+        let _ = file.sync_all();
+        path
+    }
+
     /// Free bytes as `df` would say.
     pub fn free_bytes(&self) -> u64 {
         let output = run(
