@@ -32,6 +32,7 @@ const ALERTS: &[&str] = &[
     "RedisAOFRewriteStuck",
     "RedisAOFWriteFailed",
     "RedisAOFGrowingUncompacted",
+    "RedisPersistenceChildHung",
     "RedisRDBSaveFailed",
     "RedisBackupStale",
     "RedisDurabilityGap",
@@ -101,6 +102,7 @@ const RULE_TEST_FILES: &[&str] = &[
     "aof_rewrite.yml",
     "aof_write_rdb.yml",
     "availability.yml",
+    "child_hung.yml",
     "health_score.yml",
 ];
 
@@ -127,6 +129,11 @@ fn promtool_test_aof_write_rdb() {
 #[test]
 fn promtool_test_availability() {
     promtool_test("availability.yml");
+}
+
+#[test]
+fn promtool_test_child_hung() {
+    promtool_test("child_hung.yml");
 }
 
 #[test]
@@ -346,6 +353,7 @@ route_cases!(
     rewrite_stuck,
     aof_write_failed,
     growing_uncompacted,
+    child_hung,
     rdb_save_failed,
     backup_stale,
     durability_gap,
