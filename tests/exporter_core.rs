@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use support::{
@@ -660,7 +659,9 @@ fn config_errors_exit_2_and_name_the_problem() {
                 "[[targets]]\nurl = \"redis://127.0.0.1:6379\"\npassword_file = \"{}\"\n",
                 missing_secret.display()
             ),
-            &["targets[0].password_file", "missing-secret"],
+            // The key, never the value: a password pasted into password_file by mistake
+            // would otherwise be printed (issue 10's secret-echo fix).
+            &["targets[0].password_file", "regular file"],
         ),
     ];
     for (index, (case, text, expected)) in cases.iter().enumerate() {
@@ -691,6 +692,10 @@ fn config_errors_exit_2_and_name_the_problem() {
             assert!(
                 !stderr.contains("panicked"),
                 "{case}: a panic\nstderr: {stderr}"
+            );
+            assert!(
+                !stderr.contains("missing-secret"),
+                "{case}: the password file's path is echoed\nstderr: {stderr}"
             );
         }
     }
@@ -737,26 +742,8 @@ const OPENMETRICS_CHECKER: &str =
 
 /// Runs the Python checker on `body`; `Err` carries its message.
 fn check_openmetrics(body: &str) -> Result<String, String> {
-    use std::io::Write as _;
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let mut child = Command::new(&python)
-        .arg(OPENMETRICS_CHECKER)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {python} ({e}): install Python 3, then `pip install prometheus-client`"
-            )
-        });
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(body.as_bytes())
-        .expect("write body to the checker");
-    let output = child.wait_with_output().expect("checker output");
+    let output = support::run_with_input(&python, &[OPENMETRICS_CHECKER], body.as_bytes());
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     match output.status.code() {

@@ -17,17 +17,20 @@
 //!
 //! No cluster is involved: whether a cluster admits the objects is not tested here.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use redis_persistence_exporter::FileConfig;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
+use support::Proc;
 
 const BASE: &str = "deploy/kubernetes";
 const RULES: &str = "deploy/prometheus/rules.yml";
@@ -818,16 +821,6 @@ fn relative_path(from: &Path, to: &Path) -> PathBuf {
 
 // --- the real exporter, set up like the pod ---------------------------------------------------
 
-/// Kills the child on drop, so a failed assertion leaves no exporter running.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The container's args with `$(VAR)` expanded as the kubelet does, the ConfigMap and Secret
 /// mounts redirected into `root`.
 fn pod_args(bundle: &Bundle, ordinal: u64, root: &Path) -> Vec<String> {
@@ -902,14 +895,12 @@ fn the_exporter_accepts_each_pods_args_and_answers_the_probes() {
         .port();
     let mut args = pod_args(&bundle, 0, dir.path());
     args.push(format!("--web.listen-address=127.0.0.1:{port}"));
-    let mut child = Running(
-        Command::new(EXPORTER)
-            .args(&args)
-            .env_clear()
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let mut command = Command::new(EXPORTER);
+    command.args(&args).env_clear();
+    let mut child = Proc::spawn(
+        "redis-persistence-exporter",
+        command,
+        dir.path().join("exporter.log"),
     );
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(2))
@@ -919,8 +910,9 @@ fn the_exporter_accepts_each_pods_args_and_answers_the_probes() {
     let deadline = Instant::now() + Duration::from_secs(20);
     while get("/-/healthy").is_err() {
         assert!(
-            child.0.try_wait().unwrap().is_none(),
-            "the exporter exited with the pod's args"
+            child.is_running(),
+            "the exporter exited with the pod's args:\n{}",
+            child.log_tail(20)
         );
         assert!(
             Instant::now() < deadline,

@@ -32,6 +32,7 @@ pub mod redis_faults;
 pub mod resp;
 pub mod server;
 pub mod tmpfs;
+pub mod topology;
 
 pub use exporter::*;
 pub use exposition::*;
@@ -46,6 +47,7 @@ pub use redis_faults::*;
 pub use resp::*;
 pub use server::Server;
 pub use tmpfs::Tmpfs;
+pub use topology::*;
 
 /// The repository root.
 pub fn repo() -> std::path::PathBuf {

@@ -339,6 +339,25 @@ pub fn run(program: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
 }
 
+/// [`run`] with `input` on its standard input.
+pub fn run_with_input(program: &str, args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        // A program that exits early closes its end; its status says why.
+        let _ = stdin.write_all(input);
+    }
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("cannot read {program}'s output: {e}"))
+}
+
 /// [`run`] that must succeed; its stdout.
 pub fn run_ok(program: &str, args: &[&str]) -> String {
     let out = run(program, args);
