@@ -574,27 +574,12 @@ fn encode_self_metrics(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::{Address, Target};
+    use crate::target::Target;
     use std::time::{Duration, SystemTime};
 
     fn render_captured(server: &str, file: &str) -> String {
         let store = Arc::new(Store::new());
-        let cell = store.insert(Arc::new(Target {
-            name: "t".into(),
-            labels: vec![],
-            address: Address::Tcp {
-                host: "h".into(),
-                port: 1,
-                tls: false,
-            },
-            username: None,
-            password: None,
-            rdb_max_age: Duration::from_secs(60),
-            config_command: None,
-            log_file: None,
-            data_dir: None,
-            tls: None,
-        }));
+        let cell = store.insert(Arc::new(Target::for_tests("t")));
         let info = crate::info::parse(&crate::info::tests::captured(server, file)).unwrap();
         crate::state::lock(&cell).record_success(
             Snapshot::new(info, SystemTime::now()),

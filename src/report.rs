@@ -465,26 +465,14 @@ mod tests {
     use crate::cause::Reason;
     use crate::info::parse;
     use crate::state::Snapshot;
-    use crate::target::{Address, Target};
+    use crate::target::Target;
     use std::sync::Arc;
     use std::time::{Duration, SystemTime};
 
     fn state_from(files: &[&str]) -> TargetState {
         let target = Target {
-            name: "t".into(),
-            labels: vec![],
-            address: Address::Tcp {
-                host: "127.0.0.1".into(),
-                port: 6379,
-                tls: false,
-            },
-            username: None,
-            password: None,
             rdb_max_age: Duration::from_secs(3600),
-            config_command: None,
-            log_file: None,
-            data_dir: None,
-            tls: None,
+            ..Target::for_tests("t")
         };
         let mut state = TargetState::new(Arc::new(target));
         for file in files {

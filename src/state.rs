@@ -375,23 +375,8 @@ mod tests {
 
     #[test]
     fn derived_history_survives_a_brief_disconnect() {
-        use crate::target::{Address, Target};
-        let target = Target {
-            name: "t".into(),
-            labels: vec![],
-            address: Address::Tcp {
-                host: "h".into(),
-                port: 1,
-                tls: false,
-            },
-            username: None,
-            password: None,
-            rdb_max_age: Duration::from_secs(60),
-            config_command: None,
-            log_file: None,
-            data_dir: None,
-            tls: None,
-        };
+        use crate::target::Target;
+        let target = Target::for_tests("t");
         let mut state = TargetState::new(Arc::new(target));
         let err = |consecutive: u64| {
             crate::info::parse(&format!(

@@ -160,6 +160,29 @@ pub enum PasswordError {
     EnvUnset,
 }
 
+#[cfg(test)]
+impl Target {
+    /// A plain TCP target named `name` with every optional setting off, for unit tests.
+    pub(crate) fn for_tests(name: &str) -> Target {
+        Target {
+            name: name.to_owned(),
+            labels: vec![],
+            address: Address::Tcp {
+                host: "h".into(),
+                port: 1,
+                tls: false,
+            },
+            username: None,
+            password: None,
+            rdb_max_age: Duration::from_secs(60),
+            config_command: None,
+            log_file: None,
+            data_dir: None,
+            tls: None,
+        }
+    }
+}
+
 /// Reads a password file, trimming surrounding whitespace. Only a regular file of at most
 /// [`MAX_PASSWORD_FILE_BYTES`] is read. The open is non-blocking, because opening a FIFO
 /// for reading otherwise waits for a writer, and the type is checked on the opened handle,
