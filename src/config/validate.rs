@@ -93,7 +93,11 @@ impl FileConfig {
             .zip(target_backups)
             .enumerate()
             .filter_map(|(index, (target, backup))| {
-                Some((target.name.clone(), format!("targets[{index}].backup"), backup?))
+                Some((
+                    target.name.clone(),
+                    format!("targets[{index}].backup"),
+                    backup?,
+                ))
             })
             .collect();
         let backup =
