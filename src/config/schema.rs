@@ -31,7 +31,7 @@ pub struct FileConfig {
     #[serde(default = "default_listen_address")]
     pub listen_address: String,
     /// After how long without a successful RDB save a target's backup counts as stale,
-    /// exported as `redis_rdb_max_age_seconds` so the `RedisBackupStale` alert can be tuned
+    /// exported as `redis_rdb_max_age_seconds` so the `RedisRDBSaveStale` alert can be tuned
     /// here without editing the rule. Each target may override it. Default 24h.
     #[serde(default = "default_rdb_max_age", with = "humantime_serde")]
     pub rdb_max_age: Duration,
