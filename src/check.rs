@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::backup;
 use crate::config::Settings;
 use crate::discovery::Discovery;
 use crate::poller::{Poller, Schedule};
@@ -30,10 +31,20 @@ pub async fn run(settings: &Settings) -> Vec<TargetReport> {
     let polls = targets.iter().map(|target| {
         let target = Arc::new(target.clone());
         let cell = store.insert(target.clone());
+        let source = settings.backup.for_target(&target.name);
+        let backups = store.backups().clone();
         async move {
-            Poller::new(target, cell.clone(), schedule).poll().await;
+            // The backup is read beside the poll, once, under its own timeout.
+            let read_backup = async {
+                if let Some(source) = source {
+                    backups.start(&target.name, source.clone());
+                    backups.record(&target.name, backup::check(&source).await);
+                }
+            };
+            let mut poller = Poller::new(target.clone(), cell.clone(), schedule);
+            tokio::join!(poller.poll(), read_backup);
             let state = lock(&cell);
-            report::read(&state, unix_seconds(SystemTime::now()))
+            report::read_with_backup(&state, &backups, unix_seconds(SystemTime::now()))
         }
     });
     futures_join_all(polls).await

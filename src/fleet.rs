@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
+use crate::backup::Backups;
 use crate::config::Settings;
 use crate::poller::{self, Schedule};
 use crate::state::Store;
@@ -47,12 +48,14 @@ pub struct Fleet {
     store: Arc<Store>,
     schedule: Option<Schedule>,
     running: BTreeMap<String, Running>,
+    backups: Backups,
 }
 
 impl Fleet {
     /// An empty fleet writing into `store`.
     pub fn new(store: Arc<Store>) -> Self {
         Fleet {
+            backups: Backups::new(store.backups().clone()),
             store,
             schedule: None,
             running: BTreeMap::new(),
@@ -71,6 +74,14 @@ impl Fleet {
             .filter(|t| settings.shard.is_none_or(|shard| shard.owns(&t.name)))
             .map(|t| (t.name.as_str(), t))
             .collect();
+        // The same targets, each checked apart from its poller: a slow bucket never delays
+        // a poll.
+        self.backups.apply(
+            wanted
+                .keys()
+                .filter_map(|name| Some((name.to_string(), settings.backup.for_target(name)?)))
+                .collect(),
+        );
 
         let gone: Vec<String> = self
             .running
@@ -125,6 +136,7 @@ impl Fleet {
 
     /// Stops every poller. Aborting drops each poller's connection at once.
     pub async fn stop(self) {
+        self.backups.stop().await;
         for running in self.running.values() {
             running.task.abort();
         }

@@ -19,6 +19,8 @@
 //! - `config`: the TOML file and environment, validated into [`Settings`].
 //! - `redis`: the only code that knows the Redis client library: connection, relay, TLS.
 //! - `discovery`: one `Discovery` for every source of targets (file_sd, Cluster, Sentinel).
+//! - `backup`: the Last Successful Backup card: each target's newest backup (file glob or S3
+//!   prefix), read by its own task every refresh_interval.
 //! - `state`: the latest snapshot per target and the history derived signals need.
 //! - `poller`: one task per target; owns its connection, schedule and deadline.
 //! - `fleet`: the running pollers, following (re)loaded config.
@@ -30,6 +32,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod backup;
 mod card;
 mod cause;
 mod check;

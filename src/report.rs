@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use crate::backup::{self, BackupReport, Board};
 use crate::card::CardState;
 use crate::cause::Reason;
 use crate::info::OpStatus;
@@ -61,6 +62,9 @@ pub struct TargetReport {
     pub causes: Vec<CauseReport>,
     /// The related fields.
     pub fields: Fields,
+    /// The Last Successful Backup card, when the reader was given the backup board.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupReport>,
 }
 
 /// The related fields, each absent when unknown.
@@ -149,6 +153,7 @@ pub fn read(state: &TargetState, now_unix: f64) -> TargetReport {
         context: Vec::new(),
         causes: Vec::new(),
         fields: Fields::default(),
+        backup: None,
     };
     let Some(snapshot) = state.current() else {
         read_unreachable(state, &mut report);
@@ -180,6 +185,22 @@ fn read_rdb_status(snapshot: &Snapshot, report: &mut TargetReport) {
         " The last RDB save (BGSAVE) failed: the local restore point is not being refreshed.",
     );
     report.next_steps.push("Find why BGSAVE failed in the Redis log (disk space, fork headroom, a killed child), fix it, then run BGSAVE and confirm rdb_last_bgsave_status returns to ok.".into());
+}
+
+/// [`read`], with the target's Last Successful Backup from `backups`.
+pub fn read_with_backup(state: &TargetState, backups: &Board, now_unix: f64) -> TargetReport {
+    let mut report = read(state, now_unix);
+    let status = backups.get(&state.target.name);
+    let backup = backup::describe(status.as_ref(), now_unix);
+    // The card's sibling: AOF err plus a stale backup is a real durability gap.
+    if report.card == Some(CardState::Err) && backup.stale == Some(true) {
+        report.urgency = Urgency::Now;
+        report
+            .context
+            .push("The offsite backup is stale too: a real durability gap. Act now.".to_owned());
+    }
+    report.backup = Some(backup);
+    report
 }
 
 /// A target with no snapshot: nothing is known about its persistence.
@@ -388,6 +409,9 @@ pub fn to_text(report: &TargetReport) -> String {
         report.card_label()
     );
     let _ = writeln!(out, "  {}", report.headline);
+    if let Some(backup) = &report.backup {
+        let _ = writeln!(out, "  {}", backup.line);
+    }
     let _ = writeln!(
         out,
         "  urgency: {}",

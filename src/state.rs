@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::backup::Board;
 use crate::card::CardState;
 use crate::cause::{FailureKind, FreeSpace, LogEvidence, Reason};
 use crate::history::Diagnosis;
@@ -284,6 +285,7 @@ pub struct ReloadStatus {
 pub struct Store {
     targets: RwLock<BTreeMap<String, TargetCell>>,
     reload: Mutex<ReloadStatus>,
+    backups: Arc<Board>,
 }
 
 impl Store {
@@ -307,6 +309,11 @@ impl Store {
     /// The cell of a target, if known.
     pub fn get(&self, name: &str) -> Option<TargetCell> {
         read(&self.targets).get(name).cloned()
+    }
+
+    /// Every target's Last Successful Backup, written by the backup checks.
+    pub fn backups(&self) -> &Arc<Board> {
+        &self.backups
     }
 
     /// Records a (re)load outcome.

@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     // The only code that knows the Redis client library.
     &["redis"],
-    &["discovery"],
+    &["discovery", "backup"],
     // The store: the poller writes snapshots into it, the renderers read them.
     &["state"],
     &["poller"],

@@ -34,8 +34,11 @@ const ALERTS: &[&str] = &[
     "RedisAOFGrowingUncompacted",
     "RedisPersistenceChildHung",
     "RedisRDBSaveFailed",
+    "RedisRDBSaveStale",
     "RedisBackupStale",
+    "RedisBackupCheckFailing",
     "RedisDurabilityGap",
+    "RedisRDBDurabilityGap",
     "RedisTargetDown",
     "RedisPersistenceExporterDown",
 ];
@@ -102,6 +105,7 @@ const RULE_TEST_FILES: &[&str] = &[
     "aof_rewrite.yml",
     "aof_write_rdb.yml",
     "availability.yml",
+    "backup.yml",
     "child_hung.yml",
     "health_score.yml",
 ];
@@ -129,6 +133,11 @@ fn promtool_test_aof_write_rdb() {
 #[test]
 fn promtool_test_availability() {
     promtool_test("availability.yml");
+}
+
+#[test]
+fn promtool_test_backup() {
+    promtool_test("backup.yml");
 }
 
 #[test]
@@ -355,8 +364,11 @@ route_cases!(
     growing_uncompacted,
     child_hung,
     rdb_save_failed,
+    rdb_save_stale,
     backup_stale,
+    backup_check_failing,
     durability_gap,
+    rdb_durability_gap,
     target_down,
     exporter_down,
     exporter_absent,
@@ -444,6 +456,20 @@ fn unit_tests_reject_alerting_on_the_raw_stale_rewrite_status() {
     );
     assert!(
         out.contains("AOF disabled with a stale err raw status"),
+        "{out}"
+    );
+}
+
+/// The Last Successful Backup card is the backup itself, not the RDB save (a sibling card).
+#[test]
+fn unit_tests_reject_a_durability_gap_read_from_the_rdb_save() {
+    let out = promtool_on_mutant(
+        "redis:backup_stale == 1\n            and (redis:aof_rewrite_failed",
+        "redis:rdb_save_stale == 1\n            and (redis:aof_rewrite_failed",
+        "backup.yml",
+    );
+    assert!(
+        out.contains("the durability gap is an AOF err plus a stale backup"),
         "{out}"
     );
 }

@@ -4,6 +4,7 @@
 //! serde reads the shape (`schema`), then `validate` checks meaning (URLs, names, files,
 //! discovery sources) and produces the [`Settings`] the rest of the program uses.
 
+mod backup;
 mod effective;
 mod error;
 mod schema;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::target::Target;
+pub use backup::{is_loopback_url, BackupLocation, BackupSettings, BackupSource, S3Options};
 pub use effective::render as render_effective;
 use error::describe_config_error;
 pub use error::ConfigError;
@@ -77,6 +79,8 @@ pub struct Settings {
     pub base_dir: Option<PathBuf>,
     /// The targets, in file order, with unique names.
     pub targets: Vec<Target>,
+    /// Each target's backup source, by target name.
+    pub backup: BackupSettings,
 }
 
 /// Loads `path` (or nothing, for the defaults), applies environment overrides, and validates.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::backup::BackupConfig;
 use super::validate::validate_target;
 use super::{ConfigError, TargetOrigin, DEFAULT_LISTEN_ADDRESS};
 use crate::target::Target;
@@ -30,7 +31,7 @@ pub struct FileConfig {
     #[serde(default = "default_listen_address")]
     pub listen_address: String,
     /// After how long without a successful RDB save a target's backup counts as stale,
-    /// exported as `redis_rdb_max_age_seconds` so the `RedisBackupStale` alert can be tuned
+    /// exported as `redis_rdb_max_age_seconds` so the `RedisRDBSaveStale` alert can be tuned
     /// here without editing the rule. Each target may override it. Default 24h.
     #[serde(default = "default_rdb_max_age", with = "humantime_serde")]
     pub rdb_max_age: Duration,
@@ -79,6 +80,10 @@ pub struct FileConfig {
     /// The multi-target `/probe?target=…` endpoint, for target lists kept in Prometheus.
     #[serde(default)]
     pub probe: ProbeConfig,
+    /// Where each target's Last Successful Backup is found; see [`BackupConfig`]. Targets
+    /// inherit it (discovered ones too) with `{target}` in its URL replaced by their name.
+    #[serde(default)]
+    pub backup: Option<BackupConfig>,
     /// The Redis servers to poll. With no config file at all, one target,
     /// `redis://127.0.0.1:6379`, is polled.
     #[serde(default)]
@@ -271,6 +276,7 @@ impl TargetTemplate {
             config_command: self.config_command.clone(),
             log_file: None,
             data_dir: None,
+            backup: None,
             tls_ca_file: self.tls_ca_file.clone(),
             tls_cert_file: self.tls_cert_file.clone(),
             tls_key_file: self.tls_key_file.clone(),
@@ -319,6 +325,9 @@ pub struct TargetConfig {
     /// The Redis data directory (its `dir`), when the exporter runs on the Redis host. With
     /// it, free bytes and inodes of that filesystem are exported.
     pub data_dir: Option<PathBuf>,
+    /// Overrides the top-level `[backup]` for this target, key by key, e.g.
+    /// `backup = { url = "file:///srv/backup/orders-*.rdb", max_age = "8h" }`.
+    pub backup: Option<BackupConfig>,
     /// `rediss://` only: PEM file of the CA(s) that signed the server's certificate. Default:
     /// the system's trusted roots.
     pub tls_ca_file: Option<PathBuf>,

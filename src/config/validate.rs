@@ -85,7 +85,23 @@ impl FileConfig {
             base_dir,
             defaults: &defaults,
         };
+        // Each target's `backup` table is checked with the top-level [backup] it overrides.
+        let target_backups: Vec<_> = self.targets.iter_mut().map(|t| t.backup.take()).collect();
         let targets = validate_targets(std::mem::take(&mut self.targets), origin)?;
+        let per_target = targets
+            .iter()
+            .zip(target_backups)
+            .enumerate()
+            .filter_map(|(index, (target, backup))| {
+                Some((
+                    target.name.clone(),
+                    format!("targets[{index}].backup"),
+                    backup?,
+                ))
+            })
+            .collect();
+        let backup =
+            super::backup::validate(self.backup.take(), per_target, source_name, base_dir)?;
         self.check_refresh_intervals(source_name)?;
         let shard = match &self.shard {
             Some(spec) => Some(spec.parse().map_err(|e: crate::shard::ShardError| {
@@ -95,6 +111,7 @@ impl FileConfig {
         };
         self.check_sources(&targets, origin)?;
         Ok(Settings {
+            backup,
             file_sd: absolute_file_sd(self.file_sd, base_dir),
             cluster: self.cluster,
             sentinel: self.sentinel,

@@ -196,8 +196,12 @@ async fn landing(State(AppState { store, renders, .. }): State<AppState>) -> Res
     };
     let page = move || {
         let now = unix_seconds(SystemTime::now());
-        let mut reports: Vec<TargetReport> =
-            store.with_all(|targets| targets.iter().map(|t| report::read(t, now)).collect());
+        let mut reports: Vec<TargetReport> = store.with_all(|targets| {
+            targets
+                .iter()
+                .map(|t| report::read_with_backup(t, store.backups(), now))
+                .collect()
+        });
         // What needs someone first: err, then unreachable, then the rest; by name within each.
         let rank = |r: &TargetReport| match r.card {
             Some(CardState::Err) => 0,
@@ -270,6 +274,9 @@ pub fn status_page(reports: &[TargetReport], now_unix: f64) -> String {
             name = escape(&r.target),
             headline = escape(&r.headline),
         );
+        if let Some(backup) = &r.backup {
+            let _ = write!(body, "<p class=\"backup\">{}</p>", escape(&backup.line));
+        }
         if !r.causes.is_empty() {
             body.push_str("<ul class=\"causes\">");
             for c in &r.causes {

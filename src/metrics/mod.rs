@@ -5,6 +5,8 @@
 //! last poll failed shows `redis_up 0` and its self-metrics only: its last known persistence
 //! values are not presented as current.
 
+mod backup;
+
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
@@ -251,8 +253,10 @@ struct StoreCollector {
 
 impl Collector for StoreCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        self.store
-            .with_all(|targets| encode_targets(&mut encoder, targets))?;
+        self.store.with_all(|targets| {
+            encode_targets(&mut encoder, targets)?;
+            backup::encode(&mut encoder, targets, self.store.backups())
+        })?;
         let reload = self.store.reload_status();
         let name = format!("{SELF_PREFIX}_config_last_reload_successful");
         let family = encoder.encode_descriptor(
