@@ -204,7 +204,7 @@ static SNAPSHOT_SERIES: &[SeriesSpec] = &[
             |_, t| num(t.free_space.map(|f| f.inodes))),
         // Predicting the failure (sidecar mode; src/headroom.rs has the estimate and its bounds).
         series!("redis_aof_next_rewrite_needed", Gauge, Some(Unit::Bytes),
-            "Upper-bound estimate of the disk the next AOF rewrite needs: the dataset as RDB (min of aof_current_size, used_memory_dataset) plus the writes made during a rewrite; absent while AOF is off.",
+            "Upper-bound estimate of the disk the next AOF rewrite needs: the dataset as RDB (aof_current_size with AOF on, else used_memory_dataset) plus the writes made during a rewrite; absent while AOF is off.",
             |s, t| num(t.disk_prediction(s)?.rewrite_needed_bytes)),
         series!("redis_aof_next_rewrite_fits", Gauge, None,
             "1 if redis_aof_next_rewrite_needed_bytes fits in the data volume's free space, 0 if the next rewrite is predicted to fail for disk.",
