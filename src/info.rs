@@ -90,6 +90,10 @@ pub struct Info {
     pub used_memory_bytes: Option<u64>,
     /// `maxmemory`; 0 means no limit and is kept as 0.
     pub maxmemory_bytes: Option<u64>,
+    /// `used_memory_rss`: what the process holds in RAM, the least a fork duplicates.
+    pub used_memory_rss_bytes: Option<u64>,
+    /// `used_memory_dataset` (Redis 4.0 and later): used_memory less the server's overhead.
+    pub used_memory_dataset_bytes: Option<u64>,
     /// `mem_fragmentation_ratio`
     pub mem_fragmentation_ratio: Option<f64>,
 
@@ -232,6 +236,14 @@ impl Info {
         fill(&mut self.used_memory_bytes, &mut from.used_memory_bytes);
         fill(&mut self.maxmemory_bytes, &mut from.maxmemory_bytes);
         fill(
+            &mut self.used_memory_rss_bytes,
+            &mut from.used_memory_rss_bytes,
+        );
+        fill(
+            &mut self.used_memory_dataset_bytes,
+            &mut from.used_memory_dataset_bytes,
+        );
+        fill(
             &mut self.mem_fragmentation_ratio,
             &mut from.mem_fragmentation_ratio,
         );
@@ -281,6 +293,8 @@ fields! {
     UptimeInSeconds => "uptime_in_seconds",
     UsedMemory => "used_memory",
     Maxmemory => "maxmemory",
+    UsedMemoryRss => "used_memory_rss",
+    UsedMemoryDataset => "used_memory_dataset",
     MemFragmentationRatio => "mem_fragmentation_ratio",
     Loading => "loading",
     AofEnabled => "aof_enabled",
@@ -334,6 +348,8 @@ pub fn parse(text: &str) -> Result<Info, ParseError> {
         uptime_seconds: reader.get(Field::UptimeInSeconds),
         used_memory_bytes: reader.get(Field::UsedMemory),
         maxmemory_bytes: reader.get(Field::Maxmemory),
+        used_memory_rss_bytes: reader.get(Field::UsedMemoryRss),
+        used_memory_dataset_bytes: reader.get(Field::UsedMemoryDataset),
         mem_fragmentation_ratio: reader.get(Field::MemFragmentationRatio),
         loading: reader.get(Field::Loading),
         aof_enabled: reader.get(Field::AofEnabled),

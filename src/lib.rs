@@ -13,6 +13,8 @@
 //! - `card`: the Last AOF Rewrite Status card (ok / err / not applicable).
 //! - `history`: signals derived across polls (stuck, transient, since when).
 //! - `cause`: probable cause from the Redis log and free space, on the Redis host only.
+//! - `host`: what the host and cgroup allow a fork (overcommit, meminfo, memory.max).
+//! - `headroom`: will the next rewrite or BGSAVE fit on disk, will its fork be allowed.
 //! - `redis_settings`: the few Redis settings read with `CONFIG GET`, occasionally.
 //!
 //! The running parts:
@@ -40,7 +42,9 @@ mod config;
 mod daemon;
 mod discovery;
 mod fleet;
+mod headroom;
 mod history;
+mod host;
 mod http;
 pub mod info;
 mod metrics;

@@ -273,7 +273,11 @@ impl Poller {
         }
         if let Some(dir) = &target.data_dir {
             let free = cause::free_space(dir).ok();
-            lock(&self.cell).free_space = free;
+            // On the Redis host, so the host's memory is Redis's too (the fork headroom).
+            let host_memory = crate::host::read_memory();
+            let mut state = lock(&self.cell);
+            state.free_space = free;
+            state.host_memory = Some(host_memory);
         }
     }
 }

@@ -169,7 +169,43 @@ pub fn read(state: &TargetState, now_unix: f64) -> TargetReport {
     }
     read_rdb_status(snapshot, &mut report);
     read_aof_size(snapshot, &mut report);
+    read_prediction(state, snapshot, &mut report);
     report
+}
+
+/// Warns before the failure (sidecar mode): a rewrite or BGSAVE predicted not to fit, a fork
+/// likely refused or killed. The step goes first, except behind a probable cause the log
+/// already gave for a failure that has happened.
+fn read_prediction(state: &TargetState, snapshot: &Snapshot, report: &mut TargetReport) {
+    let mut steps = Vec::new();
+    if let Some(disk) = state.disk_prediction(snapshot) {
+        let free = human_bytes(disk.free_bytes);
+        if let (Some(false), Some(needed)) = (disk.rewrite_fits(), disk.rewrite_needed_bytes) {
+            report.context.push(format!("Predicted: the next AOF rewrite needs up to {} (the dataset as RDB plus the writes made while it runs) and the data volume has {free} free: it will fail with disk full.", human_bytes(needed)));
+            steps.push(format!("Before the next rewrite (automatic or BGREWRITEAOF): free at least {} on the data volume or grow it; the rewrite is predicted not to fit.", human_bytes(needed.saturating_sub(disk.free_bytes))));
+        } else if !disk.bgsave_fits() {
+            report.context.push(format!("Predicted: the next BGSAVE needs up to {} and the data volume has {free} free: it will fail with disk full.", human_bytes(disk.bgsave_needed_bytes)));
+            steps.push(format!(
+                "Before the next BGSAVE: free at least {} on the data volume or grow it.",
+                human_bytes(disk.bgsave_needed_bytes.saturating_sub(disk.free_bytes))
+            ));
+        }
+    }
+    if let Some(fork) = state.fork_headroom(snapshot).filter(|f| f.at_risk()) {
+        report.context.push(format!(
+            "Predicted: the next fork (rewrite or BGSAVE) is at risk: {} (headroom ratio {:.2}).",
+            fork.limit.describe(),
+            fork.ratio
+        ));
+        steps.push("Before the next rewrite or BGSAVE: give the fork memory headroom (free host memory, raise the memory limit, or vm.overcommit_memory=1), or cut the write load while it runs.".into());
+    }
+    if steps.is_empty() {
+        return;
+    }
+    report.urgency = report.urgency.max(Urgency::SameDay);
+    let at = usize::from(snapshot.card == CardState::Err && state.causes.aof_rewrite.is_some())
+        .min(report.next_steps.len());
+    report.next_steps.splice(at..at, steps);
 }
 
 /// A failed RDB save is a persistence err of its own (the RedisRDBSaveFailed warning), even
@@ -584,6 +620,7 @@ mod tests {
     #[test]
     fn the_steps_lead_with_the_probable_cause() {
         let mut state = state_from(&["aof_rewrite_killed_err.txt"]);
+        state.latest.as_mut().unwrap().info.aof_current_size_bytes = Some(1 << 20);
         state.causes.aof_rewrite = Some(Reason::ChildKilled);
         let report = read(&state, 1.0e10);
         assert!(
@@ -596,6 +633,70 @@ mod tests {
         assert!(read(&state, 1.0e10).next_steps[0].contains("disk is full"));
         state.causes.aof_rewrite = None;
         assert!(read(&state, 1.0e10).next_steps[0].contains("free space"));
+    }
+
+    #[test]
+    fn a_rewrite_predicted_not_to_fit_says_so_first() {
+        let mut state = state_from(&["aof_ok_before.txt"]);
+        state.latest.as_mut().unwrap().info.aof_current_size_bytes = Some(1 << 20);
+        let needed = 1 << 20;
+        state.free_space = Some(crate::cause::FreeSpace {
+            bytes: needed * 4,
+            inodes: 100,
+        });
+        let report = read(&state, 1.0e10);
+        assert!(report.next_steps.is_empty(), "{:?}", report.next_steps);
+        assert_eq!(report.urgency, Urgency::None);
+
+        state.free_space = Some(crate::cause::FreeSpace {
+            bytes: needed / 2,
+            inodes: 100,
+        });
+        let report = read(&state, 1.0e10);
+        assert_eq!(report.card_label(), "ok");
+        assert_eq!(report.urgency, Urgency::SameDay);
+        assert!(
+            report.next_steps[0].contains("predicted not to fit"),
+            "{:?}",
+            report.next_steps
+        );
+        assert!(report
+            .context
+            .iter()
+            .any(|c| c.starts_with("Predicted: the next AOF rewrite")));
+
+        // A failed rewrite whose cause the log gave keeps that cause first.
+        let mut state = state_from(&["aof_rewrite_killed_err.txt"]);
+        state.latest.as_mut().unwrap().info.aof_current_size_bytes = Some(1 << 20);
+        state.causes.aof_rewrite = Some(Reason::ChildKilled);
+        state.free_space = Some(crate::cause::FreeSpace {
+            bytes: 0,
+            inodes: 0,
+        });
+        let report = read(&state, 1.0e10);
+        assert!(
+            report.next_steps[0].contains("killed"),
+            "{:?}",
+            report.next_steps
+        );
+        assert!(report.next_steps[1].contains("predicted not to fit"));
+    }
+
+    #[test]
+    fn a_fork_at_risk_says_so_first() {
+        let mut state = state_from(&["aof_ok_before.txt"]);
+        state.latest.as_mut().unwrap().info.aof_last_cow_size_bytes = Some(1 << 20);
+        state.host_memory = Some(crate::host::HostMemory {
+            mem_available_bytes: Some(1 << 19),
+            ..Default::default()
+        });
+        let report = read(&state, 1.0e10);
+        assert!(
+            report.next_steps[0].contains("fork"),
+            "{:?}",
+            report.next_steps
+        );
+        assert!(report.context.iter().any(|c| c.contains("MemAvailable")));
     }
 
     #[test]

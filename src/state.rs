@@ -11,7 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::backup::Board;
 use crate::card::CardState;
 use crate::cause::{FailureKind, FreeSpace, LogEvidence, Reason};
+use crate::headroom::{self, DiskPrediction, ForkHeadroom};
 use crate::history::Diagnosis;
+use crate::host::HostMemory;
 use crate::info::Info;
 use crate::redis_settings::RedisSettings;
 use crate::target::Target;
@@ -166,6 +168,10 @@ pub struct TargetState {
     pub causes: Causes,
     /// Free space of the data directory, when the exporter may look.
     pub free_space: Option<FreeSpace>,
+    /// The host's memory and limits, read with the free space (sidecar mode).
+    pub host_memory: Option<HostMemory>,
+    /// AOF growth between polls, smoothed: what a rewrite must also find room for.
+    pub aof_growth_bytes_per_second: Option<f64>,
 }
 
 impl TargetState {
@@ -188,6 +194,8 @@ impl TargetState {
             redis_settings: ConfigStatus::Unknown,
             causes: Causes::default(),
             free_space: None,
+            host_memory: None,
+            aof_growth_bytes_per_second: None,
         }
     }
 
@@ -229,6 +237,7 @@ impl TargetState {
         if self.latest.as_ref().map(|s| s.card) != Some(snapshot.card) {
             self.card_since_unix = Some(snapshot.taken_at_unix);
         }
+        self.observe_aof_growth(&snapshot);
         self.latest = Some(snapshot);
         self.up = true;
         self.last_failure_reason = None;
@@ -260,6 +269,41 @@ impl TargetState {
             .settings()?
             .rewrite_overdue(info.aof_current_size_bytes?, info.aof_base_size_bytes?)?;
         Some(overdue && info.aof_rewrite_in_progress != Some(true))
+    }
+
+    /// Smooths the AOF growth rate over polls (weight 1/4 to the newest, so one burst does
+    /// not swing the estimate). A shrink is a rewrite or a restart, not growth: skipped.
+    fn observe_aof_growth(&mut self, snapshot: &Snapshot) {
+        let Some(previous) = &self.latest else { return };
+        let seconds = snapshot.taken_at_unix - previous.taken_at_unix;
+        let (Some(before), Some(after)) = (
+            previous.info.aof_current_size_bytes,
+            snapshot.info.aof_current_size_bytes,
+        ) else {
+            return;
+        };
+        if seconds <= 0.0 || after < before {
+            return;
+        }
+        let rate = (after - before) as f64 / seconds;
+        self.aof_growth_bytes_per_second = Some(match self.aof_growth_bytes_per_second {
+            Some(smoothed) => smoothed * 0.75 + rate * 0.25,
+            None => rate,
+        });
+    }
+
+    /// Whether the next rewrite and BGSAVE fit on the data volume (sidecar mode).
+    pub fn disk_prediction(&self, snapshot: &Snapshot) -> Option<DiskPrediction> {
+        headroom::disk(
+            &snapshot.info,
+            self.free_space?,
+            self.aof_growth_bytes_per_second,
+        )
+    }
+
+    /// Room for the next fork under the tightest host limit (sidecar mode).
+    pub fn fork_headroom(&self, snapshot: &Snapshot) -> Option<ForkHeadroom> {
+        headroom::fork(&snapshot.info, self.host_memory.as_ref()?)
     }
 
     /// The snapshot to present as current: only when the last poll succeeded.

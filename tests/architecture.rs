@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 const LAYERS: &[&[&str]] = &[
     // Plain data and pure readings: no dependency on the rest of the crate.
-    &["target", "info", "cause", "shard", "signal"],
-    // Readings derived from INFO (and the Redis log text).
-    &["card", "history", "redis_settings"],
+    &["target", "info", "cause", "shard", "signal", "host"],
+    // Readings derived from INFO (and the Redis log text, free space, host memory).
+    &["card", "history", "redis_settings", "headroom"],
     &["config"],
     // The only code that knows the Redis client library.
     &["redis"],

@@ -33,6 +33,8 @@ const ALERTS: &[&str] = &[
     "RedisAOFWriteFailed",
     "RedisAOFGrowingUncompacted",
     "RedisPersistenceChildHung",
+    "RedisAOFRewriteWillNotFit",
+    "RedisForkAtRisk",
     "RedisRDBSaveFailed",
     "RedisRDBSaveStale",
     "RedisBackupStale",
@@ -108,6 +110,7 @@ const RULE_TEST_FILES: &[&str] = &[
     "backup.yml",
     "child_hung.yml",
     "health_score.yml",
+    "prediction.yml",
 ];
 
 fn promtool_test(file: &str) {
@@ -148,6 +151,11 @@ fn promtool_test_child_hung() {
 #[test]
 fn promtool_test_health_score() {
     promtool_test("health_score.yml");
+}
+
+#[test]
+fn promtool_test_prediction() {
+    promtool_test("prediction.yml");
 }
 
 #[test]
@@ -363,6 +371,8 @@ route_cases!(
     aof_write_failed,
     growing_uncompacted,
     child_hung,
+    rewrite_will_not_fit,
+    fork_at_risk,
     rdb_save_failed,
     rdb_save_stale,
     backup_stale,
