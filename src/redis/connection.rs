@@ -1,7 +1,5 @@
 //! An open, authenticated connection to one target, and the few commands the exporter sends.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use fred::bytes_utils::Str;
@@ -12,7 +10,7 @@ use fred::types::config::{
 };
 use fred::types::{ClusterHash, CustomCommand, Value};
 
-use super::relay;
+use super::relay::{self, Cut, CutCell};
 use super::tls;
 use crate::target::{Address, Target};
 
@@ -38,7 +36,8 @@ pub enum ClientError {
     /// TLS handshake or certificate problem.
     #[error("TLS failure: {0}")]
     Tls(String),
-    /// The reply was not valid RESP or not what the command returns.
+    /// The reply was not valid RESP, nested too deep or too many elements for the relay, or
+    /// not what the command returns.
     #[error("protocol error: {0}")]
     Protocol(String),
     /// The server answered with an error reply.
@@ -109,6 +108,15 @@ impl ClientError {
     }
 }
 
+impl From<Cut> for ClientError {
+    fn from(cut: Cut) -> Self {
+        match cut {
+            Cut::TooLarge => ClientError::ReplyTooLarge,
+            Cut::Shape(shape) => ClientError::Protocol(shape.to_string()),
+        }
+    }
+}
+
 /// How much a poll asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InfoScope {
@@ -143,8 +151,8 @@ pub struct Connection {
     client: Client,
     connection_task: tokio::task::JoinHandle<Result<(), fred::error::Error>>,
     info_form: InfoForm,
-    /// Set by the relay when it cut the connection for an oversized reply.
-    oversized: Arc<AtomicBool>,
+    /// Set by the relay when it cut the connection, saying why.
+    cut: CutCell,
 }
 
 impl Connection {
@@ -157,16 +165,12 @@ impl Connection {
         // reply: fred buffers any reply whole, so a hostile server could otherwise make us
         // hold gigabytes. The relay connects first, so "refused" is reported as such.
         let upstream = relay::connect(&target.address).await?;
-        let oversized = Arc::new(AtomicBool::new(false));
+        let cut = CutCell::default();
         let server = match (&target.address, &target.tls) {
             (Address::Tcp { host, .. }, Some(tls)) => {
-                let relay = relay::relay_tcp(
-                    upstream,
-                    MAX_REPLY_BYTES,
-                    oversized.clone(),
-                    connect_timeout,
-                )
-                .await?;
+                let relay =
+                    relay::relay_tcp(upstream, MAX_REPLY_BYTES, cut.clone(), connect_timeout)
+                        .await?;
                 ServerConfig::Centralized {
                     server: Server::new_with_tls(
                         relay.ip().to_string(),
@@ -176,12 +180,7 @@ impl Connection {
                 }
             }
             _ => ServerConfig::Unix {
-                path: relay::relay_unix(
-                    upstream,
-                    MAX_REPLY_BYTES,
-                    oversized.clone(),
-                    connect_timeout,
-                )?,
+                path: relay::relay_unix(upstream, MAX_REPLY_BYTES, cut.clone(), connect_timeout)?,
             },
         };
         let tls = match &target.tls {
@@ -226,9 +225,13 @@ impl Connection {
             client,
             connection_task,
             info_form: InfoForm::MultiSection,
-            oversized,
+            cut,
         };
-        match connection.client.wait_for_connect().await {
+        let connected = tokio::select! {
+            connected = connection.client.wait_for_connect() => connected,
+            cut = connection.cut.cut() => return Err(cut.into()),
+        };
+        match connected {
             Ok(()) => Ok(connection),
             Err(error) => Err(connection.error(&error)),
         }
@@ -308,17 +311,17 @@ impl Connection {
         command: CustomCommand,
         args: Vec<Value>,
     ) -> Result<R, ClientError> {
-        self.client
-            .custom(command, args)
-            .await
-            .map_err(|e| self.error(&e))
+        tokio::select! {
+            reply = self.client.custom(command, args) => reply.map_err(|e| self.error(&e)),
+            cut = self.cut.cut() => Err(cut.into()),
+        }
     }
 
     fn error(&self, error: &fred::error::Error) -> ClientError {
-        if self.oversized.load(Ordering::Relaxed) {
-            ClientError::ReplyTooLarge
-        } else {
-            ClientError::from_fred(error)
+        // The relay's reason first: the client saw only the connection close.
+        match self.cut.get() {
+            Some(cut) => cut.into(),
+            None => ClientError::from_fred(error),
         }
     }
 }

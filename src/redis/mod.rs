@@ -10,13 +10,18 @@
 //!
 //! - `connection`: [`Connection`] and its commands, [`ClientError`].
 //! - `relay`: the byte-budget relay every connection goes through.
+//! - `resp_shape`: the relay's check of each reply's nesting and element count.
+//! - `reply_path`: the shape check and the client's decoder together, for the fuzzer.
 //! - `tls`: the rustls client configuration for `rediss://`.
 
 mod connection;
 mod relay;
+mod reply_path;
+mod resp_shape;
 mod tls;
 
 pub use connection::{ClientError, Connection, InfoScope};
+pub use reply_path::check as fuzz_reply;
 
 /// Removes the folder that holds this process's relay sockets. Call once polling stopped.
 pub fn cleanup() {

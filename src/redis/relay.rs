@@ -1,21 +1,74 @@
 //! The byte-budget relay between the Redis client and the target.
 //!
 //! fred buffers any reply whole, so a hostile server could otherwise make the exporter hold
-//! gigabytes. The client talks to this relay (a unix socket in a private folder, or a loopback
-//! TCP port for TLS), and the relay forwards to the target, cutting the connection when a
-//! reply exceeds its budget.
+//! gigabytes, and decodes replies recursively, so a reply nested a few thousand deep
+//! overflows its stack. The client talks to this relay (a unix socket in a private folder, or
+//! a loopback TCP port for TLS), and the relay forwards to the target, cutting the connection
+//! when a reply exceeds its byte budget or, on plain connections, its shape budget
+//! ([`ShapeScanner`]). Over TLS the relay carries ciphertext and can check bytes only.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use tokio::net::{lookup_host, TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream};
 
+use super::resp_shape::{ShapeError, ShapeScanner};
 use super::ClientError;
 use crate::target::Address;
+
+/// Why the relay cut a connection. Set once by the relay, read by the connection to tell the
+/// poll's failure reason: the client itself only sees the socket close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// The server sent more than the byte budget between two requests.
+    TooLarge,
+    /// A reply was out of shape: too deep, too many elements, or not RESP.
+    Shape(ShapeError),
+}
+
+/// Where the relay records its [`Cut`], shared with the connection.
+pub type CutCell = Arc<CutSignal>;
+
+/// A [`Cut`] set at most once, and a wake-up for whoever waits for it. The client does not
+/// always fail a command when its connection closes before any of the reply arrived (it
+/// then waits out the poll timeout), so the connection races each command against this.
+#[derive(Debug, Default)]
+pub struct CutSignal {
+    cut: OnceLock<Cut>,
+    notify: tokio::sync::Notify,
+}
+
+impl CutSignal {
+    /// Records why the relay cut the connection (the first reason only) and wakes waiters.
+    fn set(&self, cut: Cut) {
+        if self.cut.set(cut).is_ok() {
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Why the relay cut the connection, if it did.
+    pub fn get(&self) -> Option<Cut> {
+        self.cut.get().copied()
+    }
+
+    /// Waits until the relay cuts the connection.
+    pub async fn cut(&self) -> Cut {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a cut between the look and the wait still wakes.
+            notified.as_mut().enable();
+            if let Some(cut) = self.get() {
+                return cut;
+            }
+            notified.await;
+        }
+    }
+}
 
 /// A connected upstream socket.
 pub enum Upstream {
@@ -118,7 +171,7 @@ fn private_dir() -> io::Result<&'static PathBuf> {
 pub fn relay_unix(
     upstream: Upstream,
     limit: usize,
-    oversized: Arc<AtomicBool>,
+    cut: CutCell,
     accept_within: std::time::Duration,
 ) -> Result<PathBuf, ClientError> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -134,17 +187,18 @@ pub fn relay_unix(
         drop(listener);
         let _ = std::fs::remove_file(&socket_path);
         if let Ok(Ok((client, _))) = accepted {
-            pump(client, upstream, limit, oversized).await;
+            pump(client, upstream, limit, Some(ShapeScanner::default()), cut).await;
         }
     });
     Ok(path)
 }
 
-/// Starts a relay on a loopback TCP port (for TLS, which fred only speaks over TCP).
+/// Starts a relay on a loopback TCP port (for TLS, which fred only speaks over TCP). It
+/// carries ciphertext, so it checks the byte budget only.
 pub async fn relay_tcp(
     upstream: Upstream,
     limit: usize,
-    oversized: Arc<AtomicBool>,
+    cut: CutCell,
     accept_within: std::time::Duration,
 ) -> Result<SocketAddr, ClientError> {
     let io_err = |e: io::Error| ClientError::Io(format!("relay: {e}"));
@@ -155,7 +209,7 @@ pub async fn relay_tcp(
         drop(listener);
         if let Ok(Ok((client, _))) = accepted {
             let _ = client.set_nodelay(true);
-            pump(client, upstream, limit, oversized).await;
+            pump(client, upstream, limit, None, cut).await;
         }
     });
     Ok(address)
@@ -192,20 +246,28 @@ socket!(TcpStream);
 socket!(UnixStream);
 
 /// Relays until either side ends; both sockets close when this returns.
-async fn pump(client: impl Socket, upstream: Upstream, limit: usize, oversized: Arc<AtomicBool>) {
+async fn pump(
+    client: impl Socket,
+    upstream: Upstream,
+    limit: usize,
+    shape: Option<ShapeScanner>,
+    cut: CutCell,
+) {
     match upstream {
-        Upstream::Tcp(upstream) => pump_pair(client, upstream, limit, oversized).await,
-        Upstream::Unix(upstream) => pump_pair(client, upstream, limit, oversized).await,
+        Upstream::Tcp(upstream) => pump_pair(client, upstream, limit, shape, cut).await,
+        Upstream::Unix(upstream) => pump_pair(client, upstream, limit, shape, cut).await,
     }
 }
 
 /// Copies both ways. Every request from the client restores the reply budget; the
-/// server may send at most `limit` bytes between two requests, or both sides close.
+/// server may send at most `limit` bytes between two requests, and (with a scanner) no
+/// reply out of shape, or both sides close before the client sees the offending bytes.
 async fn pump_pair(
     client: impl Socket,
     upstream: impl Socket,
     limit: usize,
-    oversized: Arc<AtomicBool>,
+    mut shape: Option<ShapeScanner>,
+    cut: CutCell,
 ) {
     // Both directions run in this one task: the budget needs no Arc.
     let budget = AtomicUsize::new(limit);
@@ -215,11 +277,15 @@ async fn pump_pair(
     });
     let replies = forward(&upstream, &client, |read| {
         let left = budget.load(Ordering::Relaxed);
-        if read > left {
-            oversized.store(true, Ordering::Relaxed);
+        if read.len() > left {
+            cut.set(Cut::TooLarge);
             return false;
         }
-        budget.store(left - read, Ordering::Relaxed);
+        if let Some(Err(error)) = shape.as_mut().map(|shape| shape.feed(read)) {
+            cut.set(Cut::Shape(error));
+            return false;
+        }
+        budget.store(left - read.len(), Ordering::Relaxed);
         true
     });
     // Whichever direction ends first ends both.
@@ -230,9 +296,9 @@ async fn pump_pair(
 }
 
 /// Moves everything `from` sends to `to` until `from` closes, a write fails, or `accept`
-/// refuses a read (given its size). The copy buffer is the thread's, used only between
+/// refuses a read (given the bytes read, before they are passed on). The copy buffer is the thread's, used only between
 /// waits: an idle relay, which is what a relay is almost all the time, holds none.
-async fn forward(from: &impl Socket, to: &impl Socket, mut accept: impl FnMut(usize) -> bool) {
+async fn forward(from: &impl Socket, to: &impl Socket, mut accept: impl FnMut(&[u8]) -> bool) {
     loop {
         if from.readable().await.is_err() {
             return;
@@ -256,7 +322,7 @@ async fn forward(from: &impl Socket, to: &impl Socket, mut accept: impl FnMut(us
 fn read_and_pass_on(
     from: &impl Socket,
     to: &impl Socket,
-    accept: &mut impl FnMut(usize) -> bool,
+    accept: &mut impl FnMut(&[u8]) -> bool,
 ) -> Result<Option<Vec<u8>>, ()> {
     thread_local! {
         // One per runtime thread, used only inside this function (no await), so it is
@@ -271,7 +337,7 @@ fn read_and_pass_on(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
             Err(_) => return Err(()),
         };
-        if !accept(read) {
+        if !accept(&buffer[..read]) {
             return Err(());
         }
         let mut sent = 0;
