@@ -113,3 +113,139 @@ fn check_reports_a_deeply_nested_reply_as_unreachable_instead_of_aborting() {
         "no `protocol` in the report: {check:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Redis 5 and older answer a wrong password with `-ERR invalid password`.
+
+/// The password the exporter sends to the AUTH fake.
+const PASSWORD: &str = "secret";
+/// The exact request the exporter's client sends for it.
+const AUTH_REQUEST: &[u8] = b"*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n";
+
+/// A Redis 5 in front of a real `redis-server` (which has no password): it answers the
+/// client's `AUTH` itself, `+OK` or, while `reject` is set, `-ERR invalid password` as Redis
+/// 5 does, and passes everything after it through. Dropping it stops accepting.
+struct LegacyAuthFront {
+    port: u16,
+    reject: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LegacyAuthFront {
+    fn start(backend_port: u16) -> LegacyAuthFront {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("local addr").port();
+        let reject = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (reject_flag, stop_flag) = (reject.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop_flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let reject = reject_flag.load(Ordering::Relaxed);
+                        std::thread::spawn(move || serve_legacy_auth(client, backend_port, reject));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        LegacyAuthFront { port, reject, stop }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://:{PASSWORD}@127.0.0.1:{}", self.port)
+    }
+
+    fn reject(&self, reject: bool) {
+        self.reject
+            .store(reject, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for LegacyAuthFront {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn serve_legacy_auth(mut client: std::net::TcpStream, backend_port: u16, reject: bool) {
+    use std::io::{Read, Write};
+    let _ = client.set_nonblocking(false);
+    let _ = client.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut request = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while request.len() < AUTH_REQUEST.len() {
+        match client.read(&mut buffer) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&buffer[..n]),
+        }
+    }
+    if !request.starts_with(AUTH_REQUEST) {
+        let _ = client.write_all(b"-ERR expected AUTH first\r\n");
+        return;
+    }
+    if reject {
+        let _ = client.write_all(b"-ERR invalid password\r\n");
+        return;
+    }
+    let _ = client.write_all(b"+OK\r\n");
+    let Ok(mut backend) = std::net::TcpStream::connect(("127.0.0.1", backend_port)) else {
+        return;
+    };
+    let _ = client.set_read_timeout(None);
+    let _ = backend.write_all(&request[AUTH_REQUEST.len()..]);
+    let (Ok(mut client_reader), Ok(mut backend_writer)) = (client.try_clone(), backend.try_clone())
+    else {
+        return;
+    };
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_reader, &mut backend_writer);
+        let _ = backend_writer.shutdown(std::net::Shutdown::Both);
+    });
+    let _ = std::io::copy(&mut backend, &mut client);
+    let _ = client.shutdown(std::net::Shutdown::Both);
+}
+
+#[test]
+fn a_redis_5_wrong_password_reply_is_an_auth_failure() {
+    let redis = Redis::start(RedisOptions::rdb());
+    let front = LegacyAuthFront::start(redis.port());
+    let targets = [
+        TargetSpec::new(redis.url(), "real-redis"),
+        TargetSpec::new(front.url(), "redis-5"),
+    ];
+    // A connection per poll, so every poll authenticates.
+    let config = format!(
+        "keep_connections = false\n{}",
+        config_toml(POLL_INTERVAL, POLL_TIMEOUT, &targets)
+    );
+    let mut exporter = Exporter::start(&config);
+    wait_alive(&mut exporter, "both targets are up", |body| {
+        up(body, "real-redis") == Some(1.0) && up(body, "redis-5") == Some(1.0)
+    });
+
+    front.reject(true);
+    wait_alive(
+        &mut exporter,
+        "the redis-5 target failed 2 polls as `auth`",
+        |body| up(body, "redis-5") == Some(0.0) && failures(body, "redis-5", "auth") >= 2.0,
+    );
+    let body = exporter.scrape();
+    assert_eq!(failures(&body, "redis-5", "server_error"), 0.0, "{body}");
+    assert_eq!(up(&body, "real-redis"), Some(1.0), "{body}");
+
+    let check = run_check(&[&front.url()]);
+    assert_eq!(check.code, 3, "expected exit 3 (unreachable): {check:?}");
+    assert!(
+        check.stdout.contains("auth"),
+        "no `auth` in the report: {check:?}"
+    );
+
+    front.reject(false);
+    wait_alive(&mut exporter, "the redis-5 target is up again", |body| {
+        up(body, "redis-5") == Some(1.0)
+    });
+}

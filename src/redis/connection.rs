@@ -85,6 +85,8 @@ impl ClientError {
             _ if upper.starts_with("WRONGPASS") || upper.starts_with("NOAUTH") => {
                 ClientError::Auth(details)
             }
+            // Redis 5 and older had no WRONGPASS: a wrong password is a plain ERR.
+            _ if upper.starts_with("ERR INVALID PASSWORD") => ClientError::Auth(details),
             ErrorKind::Tls => ClientError::Tls(details),
             // rustls failures surface from fred as I/O errors carrying the TLS reason.
             ErrorKind::IO
@@ -358,5 +360,32 @@ impl Drop for Connection {
         // Aborting the task closes the socket at once, even when the server is frozen and a
         // polite QUIT would never be answered.
         self.connection_task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fred::error::{Error, ErrorKind};
+
+    use super::ClientError;
+
+    /// The reason a server error reply gets, as fred hands it over (an `ERR` is `Unknown`).
+    fn reason(reply: &str) -> &'static str {
+        ClientError::from_fred(&Error::new(ErrorKind::Unknown, reply.to_owned())).reason()
+    }
+
+    #[test]
+    fn wrong_passwords_are_auth_failures_on_every_redis_version() {
+        // Redis 5 and older.
+        assert_eq!(reason("ERR invalid password"), "auth");
+        // Redis 6 and later.
+        assert_eq!(
+            reason("WRONGPASS invalid username-password pair or user is disabled."),
+            "auth"
+        );
+        assert_eq!(reason("NOAUTH Authentication required."), "auth");
+        // Other ERR replies stay server errors.
+        assert_eq!(reason("ERR unknown command 'INFO'"), "server_error");
+        assert_eq!(reason("ERR invalid DB index"), "server_error");
     }
 }
