@@ -249,3 +249,59 @@ fn a_redis_5_wrong_password_reply_is_an_auth_failure() {
         up(body, "redis-5") == Some(1.0)
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// The relay's socket folder.
+
+/// The relay folders of process `pid` in the temp dir: `(random suffix, path)`.
+fn relay_dirs(pid: u32) -> Vec<(String, std::path::PathBuf)> {
+    let prefix = format!("redis-persistence-exporter-{pid}-");
+    std::fs::read_dir(std::env::temp_dir())
+        .expect("read temp dir")
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_str()?.to_owned();
+            let suffix = name.strip_prefix(&prefix)?.to_owned();
+            Some((suffix, entry.path()))
+        })
+        .collect()
+}
+
+#[test]
+fn the_relay_folder_is_private_and_unpredictable() {
+    use std::os::unix::fs::MetadataExt;
+    let redis = Redis::start(RedisOptions::rdb());
+    let targets = [TargetSpec::new(redis.url(), "real-redis")];
+    let config = config_toml(POLL_INTERVAL, POLL_TIMEOUT, &targets);
+    // The owner of a file we create: our effective uid, without unsafe code.
+    let our_uid = tempfile::tempfile()
+        .and_then(|probe| probe.metadata())
+        .expect("probe file")
+        .uid();
+
+    let mut suffixes = Vec::new();
+    for _ in 0..2 {
+        let mut exporter = Exporter::start(&config);
+        wait_alive(&mut exporter, "the target is up", |body| {
+            up(body, "real-redis") == Some(1.0)
+        });
+        let dirs = relay_dirs(exporter.pid());
+        assert_eq!(
+            dirs.len(),
+            1,
+            "relay folders of pid {}: {dirs:?}",
+            exporter.pid()
+        );
+        let (suffix, path) = &dirs[0];
+        assert!(
+            suffix.len() == 16 && suffix.bytes().all(|b| b.is_ascii_hexdigit()),
+            "not 64 random bits: {path:?}"
+        );
+        let meta = std::fs::symlink_metadata(path).expect("lstat");
+        assert!(meta.file_type().is_dir(), "{path:?}");
+        assert_eq!(meta.mode() & 0o7777, 0o700, "{path:?}");
+        assert_eq!(meta.uid(), our_uid, "{path:?}");
+        suffixes.push(suffix.clone());
+    }
+    assert_ne!(suffixes[0], suffixes[1], "two runs picked the same name");
+}

@@ -9,12 +9,14 @@
 //! deadline. That keeps a frozen server from queueing commands behind a dead socket.
 //!
 //! - `connection`: [`Connection`] and its commands, [`ClientError`].
+//! - `private_dir`: the relay sockets' folder: random name, ours, 0700, checked.
 //! - `relay`: the byte-budget relay every connection goes through.
 //! - `resp_shape`: the relay's check of each reply's nesting and element count.
 //! - `reply_path`: the shape check and the client's decoder together, for the fuzzer.
 //! - `tls`: the rustls client configuration for `rediss://`.
 
 mod connection;
+mod private_dir;
 mod relay;
 mod reply_path;
 mod resp_shape;

@@ -12,10 +12,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::net::{lookup_host, TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream};
 
+use super::private_dir;
 use super::resp_shape::{ShapeError, ShapeScanner};
 use super::ClientError;
 use crate::target::Address;
@@ -118,27 +119,6 @@ async fn connect_resetting(address: SocketAddr) -> io::Result<TcpStream> {
     socket.connect(address).await
 }
 
-const DIR_PREFIX: &str = "redis-persistence-exporter-";
-
-/// Removes relay folders left by exporters that died without cleaning up (kill -9).
-fn remove_stale_dirs() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(DIR_PREFIX)) else {
-            continue;
-        };
-        let Ok(pid) = pid.parse::<u32>() else {
-            continue;
-        };
-        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
 /// Removes this process's relay folder; called on the way out.
 pub fn remove_own_dir() {
     if let Some(dir) = DIR.get() {
@@ -148,19 +128,20 @@ pub fn remove_own_dir() {
 
 static DIR: OnceLock<PathBuf> = OnceLock::new();
 
-/// A folder only this process's user can enter, for the relay sockets.
-fn private_dir() -> io::Result<&'static PathBuf> {
+/// This process's relay folder, created on first use.
+fn own_dir() -> Result<&'static PathBuf, private_dir::DirError> {
     if let Some(dir) = DIR.get() {
         return Ok(dir);
     }
-    remove_stale_dirs();
-    let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}", std::process::id()));
-    use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
+    // One folder per process even when the first connections open at once.
+    static CREATING: Mutex<()> = Mutex::new(());
+    let _creating = CREATING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(dir) = DIR.get() {
+        return Ok(dir);
     }
+    let base = std::env::temp_dir();
+    private_dir::remove_stale(&base);
+    let dir = private_dir::create(&base)?;
     Ok(DIR.get_or_init(|| dir))
 }
 
@@ -176,8 +157,8 @@ pub fn relay_unix(
 ) -> Result<PathBuf, ClientError> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let io_err = |e: io::Error| ClientError::Io(format!("relay: {e}"));
-    let path = private_dir()
-        .map_err(io_err)?
+    let path = own_dir()
+        .map_err(|e| ClientError::Io(format!("relay: {e}")))?
         .join(format!("{}.sock", NEXT.fetch_add(1, Ordering::Relaxed)));
     let listener = UnixListener::bind(&path).map_err(io_err)?;
     let socket_path = path.clone();
