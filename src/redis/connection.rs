@@ -5,14 +5,11 @@ use std::time::Duration;
 use fred::bytes_utils::Str;
 use fred::clients::Client;
 use fred::interfaces::ClientLike;
-use fred::types::config::{
-    Config, ConnectionConfig, PerformanceConfig, Server, ServerConfig, TlsConnector,
-};
+use fred::types::config::{Config, ConnectionConfig, PerformanceConfig, ServerConfig};
 use fred::types::{ClusterHash, CustomCommand, Value};
 
 use super::relay::{self, Cut, CutCell};
-use super::tls;
-use crate::target::{Address, Target};
+use crate::target::Target;
 
 /// Sections asked for in the single `INFO` call: persistence, plus the siblings that explain it.
 pub const INFO_SECTIONS: &[&str] = &["server", "memory", "persistence", "stats", "replication"];
@@ -115,6 +112,7 @@ impl From<Cut> for ClientError {
         match cut {
             Cut::TooLarge => ClientError::ReplyTooLarge,
             Cut::Shape(shape) => ClientError::Protocol(shape.to_string()),
+            Cut::Tls(details) => ClientError::Tls(details),
         }
     }
 }
@@ -166,35 +164,17 @@ impl Connection {
         // The client reaches the target through a relay that enforces a byte budget per
         // reply: fred buffers any reply whole, so a hostile server could otherwise make us
         // hold gigabytes. The relay connects first, so "refused" is reported as such.
-        let upstream = relay::connect(&target.address).await?;
+        let upstream = relay::connect(&target.address, target.tls.as_ref()).await?;
         let cut = CutCell::default();
-        let server = match (&target.address, &target.tls) {
-            (Address::Tcp { host, .. }, Some(tls)) => {
-                let relay =
-                    relay::relay_tcp(upstream, MAX_REPLY_BYTES, cut.clone(), connect_timeout)
-                        .await?;
-                ServerConfig::Centralized {
-                    server: Server::new_with_tls(
-                        relay.ip().to_string(),
-                        relay.port(),
-                        Some(tls.server_name.clone().unwrap_or_else(|| host.clone())),
-                    ),
-                }
-            }
-            _ => ServerConfig::Unix {
-                path: relay::relay_unix(upstream, MAX_REPLY_BYTES, cut.clone(), connect_timeout)?,
-            },
-        };
-        let tls = match &target.tls {
-            Some(settings) => Some(TlsConnector::from(tls::client_config(settings)?).into()),
-            None => None,
+        // Always a unix socket: for `rediss://` the relay itself speaks TLS to the target.
+        let server = ServerConfig::Unix {
+            path: relay::relay_unix(upstream, MAX_REPLY_BYTES, cut.clone(), connect_timeout)?,
         };
         let config = Config {
             fail_fast: true,
             username: target.username.clone(),
             password: password.map(|p| p.expose().to_owned()),
             server,
-            tls,
             ..Config::default()
         };
         let connection = ConnectionConfig {

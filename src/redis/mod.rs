@@ -14,6 +14,7 @@
 //! - `resp_shape`: the relay's check of each reply's nesting and element count.
 //! - `reply_path`: the shape check and the client's decoder together, for the fuzzer.
 //! - `tls`: the rustls client configuration for `rediss://`.
+//! - `tls_upstream`: the relay's TLS connection to a `rediss://` target.
 
 mod connection;
 mod private_dir;
@@ -21,6 +22,7 @@ mod relay;
 mod reply_path;
 mod resp_shape;
 mod tls;
+mod tls_upstream;
 
 pub use connection::{ClientError, Connection, InfoScope};
 pub use reply_path::check as fuzz_reply;

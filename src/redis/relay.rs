@@ -2,10 +2,10 @@
 //!
 //! fred buffers any reply whole, so a hostile server could otherwise make the exporter hold
 //! gigabytes, and decodes replies recursively, so a reply nested a few thousand deep
-//! overflows its stack. The client talks to this relay (a unix socket in a private folder, or
-//! a loopback TCP port for TLS), and the relay forwards to the target, cutting the connection
-//! when a reply exceeds its byte budget or, on plain connections, its shape budget
-//! ([`ShapeScanner`]). Over TLS the relay carries ciphertext and can check bytes only.
+//! overflows its stack. The client talks to this relay (a unix socket in a private folder),
+//! and the relay forwards to the target, cutting the connection when a reply exceeds its
+//! byte budget or its shape budget ([`ShapeScanner`]). For `rediss://` the relay speaks TLS
+//! to the target itself (`tls_upstream`), so it checks plain RESP there too.
 
 use std::future::Future;
 use std::io;
@@ -14,21 +14,25 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use tokio::net::{lookup_host, TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream};
+use tokio::net::{lookup_host, TcpSocket, TcpStream, UnixListener, UnixStream};
 
 use super::private_dir;
 use super::resp_shape::{ShapeError, ShapeScanner};
+use super::tls_upstream;
 use super::ClientError;
-use crate::target::Address;
+use crate::target::{Address, TlsClient};
 
 /// Why the relay cut a connection. Set once by the relay, read by the connection to tell the
 /// poll's failure reason: the client itself only sees the socket close.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cut {
     /// The server sent more than the byte budget between two requests.
     TooLarge,
     /// A reply was out of shape: too deep, too many elements, or not RESP.
     Shape(ShapeError),
+    /// TLS to the target failed after the handshake (a refused client certificate shows
+    /// only there in TLS 1.3).
+    Tls(String),
 }
 
 /// Where the relay records its [`Cut`], shared with the connection.
@@ -45,7 +49,7 @@ pub struct CutSignal {
 
 impl CutSignal {
     /// Records why the relay cut the connection (the first reason only) and wakes waiters.
-    fn set(&self, cut: Cut) {
+    pub(super) fn set(&self, cut: Cut) {
         if self.cut.set(cut).is_ok() {
             self.notify.notify_waiters();
         }
@@ -53,7 +57,7 @@ impl CutSignal {
 
     /// Why the relay cut the connection, if it did.
     pub fn get(&self) -> Option<Cut> {
-        self.cut.get().copied()
+        self.cut.get().cloned()
     }
 
     /// Waits until the relay cuts the connection.
@@ -75,10 +79,12 @@ impl CutSignal {
 pub enum Upstream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// TLS ended here rather than in the client, so the relay reads (and checks) RESP.
+    Tls(Box<tls_upstream::Stream>),
 }
 
-/// Connects to the target itself.
-pub async fn connect(address: &Address) -> Result<Upstream, ClientError> {
+/// Connects to the target itself, with TLS when `tls` is given.
+pub async fn connect(address: &Address, tls: Option<&TlsClient>) -> Result<Upstream, ClientError> {
     let map = |e: io::Error| match e.kind() {
         io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => {
             ClientError::Refused(e.to_string())
@@ -90,7 +96,14 @@ pub async fn connect(address: &Address) -> Result<Upstream, ClientError> {
             let mut last_error = None;
             for address in lookup_host((host.as_str(), *port)).await.map_err(map)? {
                 match connect_resetting(address).await {
-                    Ok(stream) => return Ok(Upstream::Tcp(stream)),
+                    Ok(stream) => {
+                        return match tls {
+                            Some(settings) => tls_upstream::handshake(stream, host, settings)
+                                .await
+                                .map(|stream| Upstream::Tls(Box::new(stream))),
+                            None => Ok(Upstream::Tcp(stream)),
+                        }
+                    }
                     Err(e) => last_error = Some(e),
                 }
             }
@@ -168,32 +181,10 @@ pub fn relay_unix(
         drop(listener);
         let _ = std::fs::remove_file(&socket_path);
         if let Ok(Ok((client, _))) = accepted {
-            pump(client, upstream, limit, Some(ShapeScanner::default()), cut).await;
+            pump(client, upstream, limit, cut).await;
         }
     });
     Ok(path)
-}
-
-/// Starts a relay on a loopback TCP port (for TLS, which fred only speaks over TCP). It
-/// carries ciphertext, so it checks the byte budget only.
-pub async fn relay_tcp(
-    upstream: Upstream,
-    limit: usize,
-    cut: CutCell,
-    accept_within: std::time::Duration,
-) -> Result<SocketAddr, ClientError> {
-    let io_err = |e: io::Error| ClientError::Io(format!("relay: {e}"));
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(io_err)?;
-    let address = listener.local_addr().map_err(io_err)?;
-    tokio::spawn(async move {
-        let accepted = tokio::time::timeout(accept_within, listener.accept()).await;
-        drop(listener);
-        if let Ok(Ok((client, _))) = accepted {
-            let _ = client.set_nodelay(true);
-            pump(client, upstream, limit, None, cut).await;
-        }
-    });
-    Ok(address)
 }
 
 /// What the relay needs of a socket: readiness and non-blocking reads and writes, all
@@ -227,53 +218,54 @@ socket!(TcpStream);
 socket!(UnixStream);
 
 /// Relays until either side ends; both sockets close when this returns.
-async fn pump(
-    client: impl Socket,
-    upstream: Upstream,
-    limit: usize,
-    shape: Option<ShapeScanner>,
-    cut: CutCell,
-) {
+async fn pump(client: UnixStream, upstream: Upstream, limit: usize, cut: CutCell) {
     match upstream {
-        Upstream::Tcp(upstream) => pump_pair(client, upstream, limit, shape, cut).await,
-        Upstream::Unix(upstream) => pump_pair(client, upstream, limit, shape, cut).await,
+        Upstream::Tcp(upstream) => pump_pair(client, upstream, limit, cut).await,
+        Upstream::Unix(upstream) => pump_pair(client, upstream, limit, cut).await,
+        Upstream::Tls(upstream) => tls_upstream::pump(client, *upstream, limit, cut).await,
     }
 }
 
 /// Copies both ways. Every request from the client restores the reply budget; the
-/// server may send at most `limit` bytes between two requests, and (with a scanner) no
-/// reply out of shape, or both sides close before the client sees the offending bytes.
-async fn pump_pair(
-    client: impl Socket,
-    upstream: impl Socket,
-    limit: usize,
-    mut shape: Option<ShapeScanner>,
-    cut: CutCell,
-) {
+/// server may send at most `limit` bytes between two requests, and no reply out of shape,
+/// or both sides close before the client sees the offending bytes.
+async fn pump_pair(client: impl Socket, upstream: impl Socket, limit: usize, cut: CutCell) {
     // Both directions run in this one task: the budget needs no Arc.
     let budget = AtomicUsize::new(limit);
+    let mut shape = ShapeScanner::default();
     let requests = forward(&client, &upstream, |_| {
         budget.store(limit, Ordering::Relaxed);
         true
     });
     let replies = forward(&upstream, &client, |read| {
-        let left = budget.load(Ordering::Relaxed);
-        if read.len() > left {
-            cut.set(Cut::TooLarge);
-            return false;
-        }
-        if let Some(Err(error)) = shape.as_mut().map(|shape| shape.feed(read)) {
-            cut.set(Cut::Shape(error));
-            return false;
-        }
-        budget.store(left - read.len(), Ordering::Relaxed);
-        true
+        accept_reply(&budget, &mut shape, &cut, read)
     });
     // Whichever direction ends first ends both.
     tokio::select! {
         _ = requests => {}
         _ = replies => {}
     }
+}
+
+/// Whether reply bytes from the server may pass: within the byte budget `left` (which they
+/// then use up) and in shape. If not, records why in `cut`.
+pub(super) fn accept_reply(
+    left: &AtomicUsize,
+    shape: &mut ShapeScanner,
+    cut: &CutSignal,
+    bytes: &[u8],
+) -> bool {
+    let budget = left.load(Ordering::Relaxed);
+    if bytes.len() > budget {
+        cut.set(Cut::TooLarge);
+        return false;
+    }
+    if let Err(error) = shape.feed(bytes) {
+        cut.set(Cut::Shape(error));
+        return false;
+    }
+    left.store(budget - bytes.len(), Ordering::Relaxed);
+    true
 }
 
 /// Moves everything `from` sends to `to` until `from` closes, a write fails, or `accept`
