@@ -305,3 +305,20 @@ fn the_relay_folder_is_private_and_unpredictable() {
     }
     assert_ne!(suffixes[0], suffixes[1], "two runs picked the same name");
 }
+
+/// Every input a fuzzer ever failed on (`scripts/fuzz.sh` saves both targets' findings in
+/// `tests/fuzz_regressions/`), run through the reply path's own checks.
+#[test]
+fn saved_fuzzer_findings_pass_the_reply_path_checks() {
+    let dir = format!("{}/tests/fuzz_regressions", env!("CARGO_MANIFEST_DIR"));
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for entry in entries {
+        let path = entry.expect("dir entry").path();
+        if path.extension().is_some_and(|e| e == "md") {
+            continue;
+        }
+        redis_persistence_exporter::fuzz_reply(&std::fs::read(&path).expect("read finding"));
+    }
+}

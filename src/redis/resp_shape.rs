@@ -90,6 +90,8 @@ pub struct ShapeScanner {
     max_elements: u32,
     /// The last value was an attribute, which must be followed by a non-attribute value.
     after_attribute: bool,
+    /// The value being read follows an attribute (so the decoder reads it as RESP3).
+    described: bool,
     failed: Option<ShapeError>,
 }
 
@@ -109,6 +111,7 @@ impl ShapeScanner {
             elements: 0,
             max_elements,
             after_attribute: false,
+            described: false,
             failed: None,
         }
     }
@@ -235,6 +238,7 @@ impl ShapeScanner {
         if kind == b'|' && self.after_attribute {
             return Err(ShapeError::Malformed("attribute after attribute"));
         }
+        self.described = self.after_attribute;
         self.after_attribute = false;
         self.state = match kind {
             b'+' | b'-' | b':' | b'_' | b'#' | b',' | b'(' => State::Line { cr: false },
@@ -253,8 +257,9 @@ impl ShapeScanner {
     fn header(&mut self, kind: u8, value: u64, negative: bool) -> Result<(), ShapeError> {
         if negative {
             // `$-1` and `*-1` are RESP2's nulls, decoded as such; every other negative
-            // length is refused (RESP3 reads `-1` as the start of a stream).
-            if value == 1 && (kind == b'$' || kind == b'*') {
+            // length is refused, and so are these after an attribute: the decoder reads
+            // that reply as RESP3, where `-1` starts a stream (found by the fuzzer).
+            if value == 1 && (kind == b'$' || kind == b'*') && !self.described {
                 self.state = State::Type;
                 self.value_done();
                 return Ok(());

@@ -201,6 +201,8 @@ fn refuses_what_is_not_resp_or_never_sent_by_redis() {
         b"$99999999999999999999\r\n",
         b"$000000000000000000001\r\n",
         b"|1\r\n+a\r\n+b\r\n|1\r\n",
+        b"|1\r\n+a\r\n+b\r\n$-1\r\n",
+        b"|0\r\n*-1\r\n",
     ];
     for bytes in malformed {
         let shown = String::from_utf8_lossy(bytes);
