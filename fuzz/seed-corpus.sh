@@ -26,3 +26,28 @@ if [ -d "$regressions" ]; then
     done
 fi
 echo "seeded $corpus with $(ls "$corpus" | wc -l) inputs"
+
+# reply_path starts from replies a real Redis sends: INFO as a bulk string, the handshake's
+# small replies, a Sentinel table, and RESP3's types.
+replies="$fuzz_dir/corpus/reply_path"
+mkdir -p "$replies"
+for reply in "$reference"/*.txt; do
+    {
+        printf '$%d\r\n' "$(wc -c <"$reply")"
+        cat "$reply"
+        printf '\r\n'
+    } >"$replies/seed-$(basename "$reply" .txt)"
+done
+printf '+PONG\r\n:7\r\n$-1\r\n*0\r\n-ERR invalid password\r\n' >"$replies/seed-handshake"
+printf '*1\r\n*4\r\n$4\r\nname\r\n$6\r\nmymain\r\n$2\r\nip\r\n$9\r\n127.0.0.1\r\n' \
+    >"$replies/seed-sentinel"
+printf '%%2\r\n+a\r\n~1\r\n#t\r\n+b\r\n>2\r\n,1.5\r\n(12345\r\n|1\r\n+k\r\n_\r\n=7\r\ntxt:abc\r\n!3\r\nERR\r\n' \
+    >"$replies/seed-resp3"
+if [ -d "$regressions" ]; then
+    for finding in "$regressions"/*; do
+        if [ -f "$finding" ] && [ "${finding##*.}" != md ]; then
+            cp "$finding" "$replies/regression-$(basename "$finding")"
+        fi
+    done
+fi
+echo "seeded $replies with $(ls "$replies" | wc -l) inputs"

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing of the INFO parser (fuzz/fuzz_targets/info_parser.rs) for a bounded
-# time: 60 s by default, `--seconds N` for longer. Usage:
+# Coverage-guided fuzzing for a bounded time, 60 s by default, `--seconds N` for longer, split
+# evenly between the targets:
+#   info_parser  the INFO parser (fuzz/fuzz_targets/info_parser.rs)
+#   reply_path   the relay's reply shape check, then the Redis client's decoder
+#                (fuzz/fuzz_targets/reply_path.rs)
+# Usage:
 #
 #   scripts/fuzz.sh [--seconds N]
 #
@@ -10,11 +14,12 @@
 # crates.io when missing. The first build compiles the exporter and all its dependencies with
 # instrumentation (several minutes on 2 cores); that time is not part of N.
 #
-# FUZZ_SANITIZER=none skips AddressSanitizer (faster; the parser is safe Rust, so panics and
-# the target's own assertions are what it finds either way).
+# FUZZ_SANITIZER=none skips AddressSanitizer (faster; the code is safe Rust, so panics, stack
+# overflows and the targets' own assertions are what it finds either way).
 #
-# A failing input is copied to tests/fuzz_regressions/, where a test parses every file, and
-# the script exits non-zero.
+# A failing input is copied to tests/fuzz_regressions/ (a reply_path finding with a
+# `reply_path-` prefix), where tests feed every file to both targets' code, and the script
+# exits non-zero.
 set -euo pipefail
 
 seconds=60
@@ -29,7 +34,7 @@ while [ $# -gt 0 ]; do
             shift
             ;;
         -h | --help)
-            sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
@@ -47,7 +52,9 @@ esac
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
-target=info_parser
+targets=(info_parser reply_path)
+# At least one second each: libFuzzer reads 0 as "no limit".
+per_target=$(((seconds + ${#targets[@]} - 1) / ${#targets[@]}))
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz.sh: installing cargo-fuzz" >&2
@@ -56,39 +63,48 @@ fi
 
 fuzz/seed-corpus.sh
 
-artifacts="fuzz/artifacts/$target"
-mkdir -p "$artifacts"
-before="$(ls "$artifacts")"
-
 sanitizer="${FUZZ_SANITIZER:-address}"
-if ! RUSTC_BOOTSTRAP=1 cargo fuzz build --sanitizer "$sanitizer" "$target"; then
-    echo "fuzz.sh: building the fuzz target failed (see above); nothing was fuzzed" >&2
+if ! RUSTC_BOOTSTRAP=1 cargo fuzz build --sanitizer "$sanitizer"; then
+    echo "fuzz.sh: building the fuzz targets failed (see above); nothing was fuzzed" >&2
     exit 1
 fi
 
-status=0
-RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer "$sanitizer" "$target" -- \
-    -max_total_time="$seconds" \
-    -max_len=65536 \
-    -timeout=10 \
-    -rss_limit_mb=2048 \
-    -print_final_stats=1 || status=$?
+failed=()
+for target in "${targets[@]}"; do
+    artifacts="fuzz/artifacts/$target"
+    mkdir -p "$artifacts"
+    before="$(ls "$artifacts")"
+    status=0
+    RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer "$sanitizer" "$target" -- \
+        -max_total_time="$per_target" \
+        -max_len=65536 \
+        -timeout=10 \
+        -rss_limit_mb=2048 \
+        -print_final_stats=1 || status=$?
 
-found=0
-for artifact in "$artifacts"/*; do
-    [ -f "$artifact" ] || continue
-    name="$(basename "$artifact")"
-    if ! grep -qxF "$name" <<<"$before"; then
-        cp "$artifact" "tests/fuzz_regressions/$name"
-        echo "fuzz.sh: saved finding tests/fuzz_regressions/$name" >&2
-        found=1
+    found=0
+    for artifact in "$artifacts"/*; do
+        [ -f "$artifact" ] || continue
+        name="$(basename "$artifact")"
+        if ! grep -qxF "$name" <<<"$before"; then
+            saved="$name"
+            [ "$target" = info_parser ] || saved="$target-$name"
+            cp "$artifact" "tests/fuzz_regressions/$saved"
+            echo "fuzz.sh: saved finding tests/fuzz_regressions/$saved" >&2
+            found=1
+        fi
+    done
+    if [ "$status" -ne 0 ] || [ "$found" -ne 0 ]; then
+        echo "fuzz.sh: $target failed (exit $status); reproduce with" >&2
+        echo "  RUSTC_BOOTSTRAP=1 cargo fuzz run $target <input>" >&2
+        echo "  cargo test --test hostile_targets saved_fuzzer_findings" >&2
+        echo "  cargo test --test hardening_relay saved_fuzzer_findings" >&2
+        failed+=("$target")
     fi
 done
 
-if [ "$status" -ne 0 ] || [ "$found" -ne 0 ]; then
-    echo "fuzz.sh: the fuzzer failed (exit $status); reproduce with" >&2
-    echo "  RUSTC_BOOTSTRAP=1 cargo fuzz run $target <input>" >&2
-    echo "  cargo test --test hostile_targets saved_fuzzer_findings" >&2
+if [ "${#failed[@]}" -ne 0 ]; then
+    echo "fuzz.sh: failures in ${failed[*]}" >&2
     exit 1
 fi
-echo "fuzz.sh: no failure in ${seconds}s of fuzzing $target"
+echo "fuzz.sh: no failure in ${per_target}s of fuzzing each of ${targets[*]}"

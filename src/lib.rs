@@ -67,6 +67,10 @@ pub use discovery::offline as with_file_sd_targets;
 pub use http::{load_web_config, WebConfig};
 pub use metrics::render as render_metrics;
 pub use redis::cleanup as remove_relay_sockets;
+/// The fuzzer's way into the reply path (shape check, then the client's decoder); panics
+/// where the two disagree. Not part of the exporter's interface.
+#[doc(hidden)]
+pub use redis::fuzz_reply;
 pub use report::{to_text as report_text, TargetReport};
 pub use shard::ShardError;
 pub use state::{lock as lock_target, Snapshot, Store};

@@ -1,20 +1,15 @@
 //! An open, authenticated connection to one target, and the few commands the exporter sends.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use fred::bytes_utils::Str;
 use fred::clients::Client;
 use fred::interfaces::ClientLike;
-use fred::types::config::{
-    Config, ConnectionConfig, PerformanceConfig, Server, ServerConfig, TlsConnector,
-};
+use fred::types::config::{Config, ConnectionConfig, PerformanceConfig, ServerConfig};
 use fred::types::{ClusterHash, CustomCommand, Value};
 
-use super::relay;
-use super::tls;
-use crate::target::{Address, Target};
+use super::relay::{self, Cut, CutCell};
+use crate::target::Target;
 
 /// Sections asked for in the single `INFO` call: persistence, plus the siblings that explain it.
 pub const INFO_SECTIONS: &[&str] = &["server", "memory", "persistence", "stats", "replication"];
@@ -38,7 +33,8 @@ pub enum ClientError {
     /// TLS handshake or certificate problem.
     #[error("TLS failure: {0}")]
     Tls(String),
-    /// The reply was not valid RESP or not what the command returns.
+    /// The reply was not valid RESP, nested too deep or too many elements for the relay, or
+    /// not what the command returns.
     #[error("protocol error: {0}")]
     Protocol(String),
     /// The server answered with an error reply.
@@ -86,6 +82,8 @@ impl ClientError {
             _ if upper.starts_with("WRONGPASS") || upper.starts_with("NOAUTH") => {
                 ClientError::Auth(details)
             }
+            // Redis 5 and older had no WRONGPASS: a wrong password is a plain ERR.
+            _ if upper.starts_with("ERR INVALID PASSWORD") => ClientError::Auth(details),
             ErrorKind::Tls => ClientError::Tls(details),
             // rustls failures surface from fred as I/O errors carrying the TLS reason.
             ErrorKind::IO
@@ -105,6 +103,16 @@ impl ClientError {
                 ClientError::Server(details)
             }
             _ => ClientError::Io(details),
+        }
+    }
+}
+
+impl From<Cut> for ClientError {
+    fn from(cut: Cut) -> Self {
+        match cut {
+            Cut::TooLarge => ClientError::ReplyTooLarge,
+            Cut::Shape(shape) => ClientError::Protocol(shape.to_string()),
+            Cut::Tls(details) => ClientError::Tls(details),
         }
     }
 }
@@ -143,8 +151,8 @@ pub struct Connection {
     client: Client,
     connection_task: tokio::task::JoinHandle<Result<(), fred::error::Error>>,
     info_form: InfoForm,
-    /// Set by the relay when it cut the connection for an oversized reply.
-    oversized: Arc<AtomicBool>,
+    /// Set by the relay when it cut the connection, saying why.
+    cut: CutCell,
 }
 
 impl Connection {
@@ -157,44 +165,17 @@ impl Connection {
         // The client reaches the target through a relay that enforces a byte budget per
         // reply: fred buffers any reply whole, so a hostile server could otherwise make us
         // hold gigabytes. The relay connects first, so "refused" is reported as such.
-        let upstream = relay::connect(&target.address).await?;
-        let oversized = Arc::new(AtomicBool::new(false));
-        let server = match (&target.address, &target.tls) {
-            (Address::Tcp { host, .. }, Some(tls)) => {
-                let relay = relay::relay_tcp(
-                    upstream,
-                    MAX_REPLY_BYTES,
-                    oversized.clone(),
-                    connect_timeout,
-                )
-                .await?;
-                ServerConfig::Centralized {
-                    server: Server::new_with_tls(
-                        relay.ip().to_string(),
-                        relay.port(),
-                        Some(tls.server_name.clone().unwrap_or_else(|| host.clone())),
-                    ),
-                }
-            }
-            _ => ServerConfig::Unix {
-                path: relay::relay_unix(
-                    upstream,
-                    MAX_REPLY_BYTES,
-                    oversized.clone(),
-                    connect_timeout,
-                )?,
-            },
-        };
-        let tls = match &target.tls {
-            Some(settings) => Some(TlsConnector::from(tls::client_config(settings)?).into()),
-            None => None,
+        let upstream = relay::connect(&target.address, target.tls.as_ref()).await?;
+        let cut = CutCell::default();
+        // Always a unix socket: for `rediss://` the relay itself speaks TLS to the target.
+        let server = ServerConfig::Unix {
+            path: relay::relay_unix(upstream, MAX_REPLY_BYTES, cut.clone(), connect_timeout)?,
         };
         let config = Config {
             fail_fast: true,
             username: target.username.clone(),
             password: password.map(|p| p.expose().to_owned()),
             server,
-            tls,
             ..Config::default()
         };
         let connection = ConnectionConfig {
@@ -227,9 +208,13 @@ impl Connection {
             client,
             connection_task,
             info_form: InfoForm::MultiSection,
-            oversized,
+            cut,
         };
-        match connection.client.wait_for_connect().await {
+        let connected = tokio::select! {
+            connected = connection.client.wait_for_connect() => connected,
+            cut = connection.cut.cut() => return Err(cut.into()),
+        };
+        match connected {
             Ok(()) => Ok(connection),
             Err(error) => Err(connection.error(&error)),
         }
@@ -309,17 +294,17 @@ impl Connection {
         command: CustomCommand,
         args: Vec<Value>,
     ) -> Result<R, ClientError> {
-        self.client
-            .custom(command, args)
-            .await
-            .map_err(|e| self.error(&e))
+        tokio::select! {
+            reply = self.client.custom(command, args) => reply.map_err(|e| self.error(&e)),
+            cut = self.cut.cut() => Err(cut.into()),
+        }
     }
 
     fn error(&self, error: &fred::error::Error) -> ClientError {
-        if self.oversized.load(Ordering::Relaxed) {
-            ClientError::ReplyTooLarge
-        } else {
-            ClientError::from_fred(error)
+        // The relay's reason first: the client saw only the connection close.
+        match self.cut.get() {
+            Some(cut) => cut.into(),
+            None => ClientError::from_fred(error),
         }
     }
 }
@@ -356,5 +341,32 @@ impl Drop for Connection {
         // Aborting the task closes the socket at once, even when the server is frozen and a
         // polite QUIT would never be answered.
         self.connection_task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fred::error::{Error, ErrorKind};
+
+    use super::ClientError;
+
+    /// The reason a server error reply gets, as fred hands it over (an `ERR` is `Unknown`).
+    fn reason(reply: &str) -> &'static str {
+        ClientError::from_fred(&Error::new(ErrorKind::Unknown, reply.to_owned())).reason()
+    }
+
+    #[test]
+    fn wrong_passwords_are_auth_failures_on_every_redis_version() {
+        // Redis 5 and older.
+        assert_eq!(reason("ERR invalid password"), "auth");
+        // Redis 6 and later.
+        assert_eq!(
+            reason("WRONGPASS invalid username-password pair or user is disabled."),
+            "auth"
+        );
+        assert_eq!(reason("NOAUTH Authentication required."), "auth");
+        // Other ERR replies stay server errors.
+        assert_eq!(reason("ERR unknown command 'INFO'"), "server_error");
+        assert_eq!(reason("ERR invalid DB index"), "server_error");
     }
 }

@@ -9,14 +9,23 @@
 //! deadline. That keeps a frozen server from queueing commands behind a dead socket.
 //!
 //! - `connection`: [`Connection`] and its commands, [`ClientError`].
+//! - `private_dir`: the relay sockets' folder: random name, ours, 0700, checked.
 //! - `relay`: the byte-budget relay every connection goes through.
+//! - `resp_shape`: the relay's check of each reply's nesting and element count.
+//! - `reply_path`: the shape check and the client's decoder together, for the fuzzer.
 //! - `tls`: the rustls client configuration for `rediss://`.
+//! - `tls_upstream`: the relay's TLS connection to a `rediss://` target.
 
 mod connection;
+mod private_dir;
 mod relay;
+mod reply_path;
+mod resp_shape;
 mod tls;
+mod tls_upstream;
 
 pub use connection::{ClientError, Connection, InfoScope};
+pub use reply_path::check as fuzz_reply;
 
 /// Removes the folder that holds this process's relay sockets. Call once polling stopped.
 pub fn cleanup() {

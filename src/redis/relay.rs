@@ -1,30 +1,90 @@
 //! The byte-budget relay between the Redis client and the target.
 //!
 //! fred buffers any reply whole, so a hostile server could otherwise make the exporter hold
-//! gigabytes. The client talks to this relay (a unix socket in a private folder, or a loopback
-//! TCP port for TLS), and the relay forwards to the target, cutting the connection when a
-//! reply exceeds its budget.
+//! gigabytes, and decodes replies recursively, so a reply nested a few thousand deep
+//! overflows its stack. The client talks to this relay (a unix socket in a private folder),
+//! and the relay forwards to the target, cutting the connection when a reply exceeds its
+//! byte budget or its shape budget ([`ShapeScanner`]). For `rediss://` the relay speaks TLS
+//! to the target itself (`tls_upstream`), so it checks plain RESP there too.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use tokio::net::{lookup_host, TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream};
+use tokio::net::{lookup_host, TcpSocket, TcpStream, UnixListener, UnixStream};
 
+use super::private_dir;
+use super::resp_shape::{ShapeError, ShapeScanner};
+use super::tls_upstream;
 use super::ClientError;
-use crate::target::Address;
+use crate::target::{Address, TlsClient};
+
+/// Why the relay cut a connection. Set once by the relay, read by the connection to tell the
+/// poll's failure reason: the client itself only sees the socket close.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cut {
+    /// The server sent more than the byte budget between two requests.
+    TooLarge,
+    /// A reply was out of shape: too deep, too many elements, or not RESP.
+    Shape(ShapeError),
+    /// TLS to the target failed after the handshake (a refused client certificate shows
+    /// only there in TLS 1.3).
+    Tls(String),
+}
+
+/// Where the relay records its [`Cut`], shared with the connection.
+pub type CutCell = Arc<CutSignal>;
+
+/// A [`Cut`] set at most once, and a wake-up for whoever waits for it. The client does not
+/// always fail a command when its connection closes before any of the reply arrived (it
+/// then waits out the poll timeout), so the connection races each command against this.
+#[derive(Debug, Default)]
+pub struct CutSignal {
+    cut: OnceLock<Cut>,
+    notify: tokio::sync::Notify,
+}
+
+impl CutSignal {
+    /// Records why the relay cut the connection (the first reason only) and wakes waiters.
+    pub(super) fn set(&self, cut: Cut) {
+        if self.cut.set(cut).is_ok() {
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Why the relay cut the connection, if it did.
+    pub fn get(&self) -> Option<Cut> {
+        self.cut.get().cloned()
+    }
+
+    /// Waits until the relay cuts the connection.
+    pub async fn cut(&self) -> Cut {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a cut between the look and the wait still wakes.
+            notified.as_mut().enable();
+            if let Some(cut) = self.get() {
+                return cut;
+            }
+            notified.await;
+        }
+    }
+}
 
 /// A connected upstream socket.
 pub enum Upstream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// TLS ended here rather than in the client, so the relay reads (and checks) RESP.
+    Tls(Box<tls_upstream::Stream>),
 }
 
-/// Connects to the target itself.
-pub async fn connect(address: &Address) -> Result<Upstream, ClientError> {
+/// Connects to the target itself, with TLS when `tls` is given.
+pub async fn connect(address: &Address, tls: Option<&TlsClient>) -> Result<Upstream, ClientError> {
     let map = |e: io::Error| match e.kind() {
         io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => {
             ClientError::Refused(e.to_string())
@@ -36,7 +96,14 @@ pub async fn connect(address: &Address) -> Result<Upstream, ClientError> {
             let mut last_error = None;
             for address in lookup_host((host.as_str(), *port)).await.map_err(map)? {
                 match connect_resetting(address).await {
-                    Ok(stream) => return Ok(Upstream::Tcp(stream)),
+                    Ok(stream) => {
+                        return match tls {
+                            Some(settings) => tls_upstream::handshake(stream, host, settings)
+                                .await
+                                .map(|stream| Upstream::Tls(Box::new(stream))),
+                            None => Ok(Upstream::Tcp(stream)),
+                        }
+                    }
                     Err(e) => last_error = Some(e),
                 }
             }
@@ -65,27 +132,6 @@ async fn connect_resetting(address: SocketAddr) -> io::Result<TcpStream> {
     socket.connect(address).await
 }
 
-const DIR_PREFIX: &str = "redis-persistence-exporter-";
-
-/// Removes relay folders left by exporters that died without cleaning up (kill -9).
-fn remove_stale_dirs() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(DIR_PREFIX)) else {
-            continue;
-        };
-        let Ok(pid) = pid.parse::<u32>() else {
-            continue;
-        };
-        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
 /// Removes this process's relay folder; called on the way out.
 pub fn remove_own_dir() {
     if let Some(dir) = DIR.get() {
@@ -95,19 +141,20 @@ pub fn remove_own_dir() {
 
 static DIR: OnceLock<PathBuf> = OnceLock::new();
 
-/// A folder only this process's user can enter, for the relay sockets.
-fn private_dir() -> io::Result<&'static PathBuf> {
+/// This process's relay folder, created on first use.
+fn own_dir() -> Result<&'static PathBuf, private_dir::DirError> {
     if let Some(dir) = DIR.get() {
         return Ok(dir);
     }
-    remove_stale_dirs();
-    let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}", std::process::id()));
-    use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
+    // One folder per process even when the first connections open at once.
+    static CREATING: Mutex<()> = Mutex::new(());
+    let _creating = CREATING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(dir) = DIR.get() {
+        return Ok(dir);
     }
+    let base = std::env::temp_dir();
+    private_dir::remove_stale(&base);
+    let dir = private_dir::create(&base)?;
     Ok(DIR.get_or_init(|| dir))
 }
 
@@ -118,13 +165,13 @@ fn private_dir() -> io::Result<&'static PathBuf> {
 pub fn relay_unix(
     upstream: Upstream,
     limit: usize,
-    oversized: Arc<AtomicBool>,
+    cut: CutCell,
     accept_within: std::time::Duration,
 ) -> Result<PathBuf, ClientError> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let io_err = |e: io::Error| ClientError::Io(format!("relay: {e}"));
-    let path = private_dir()
-        .map_err(io_err)?
+    let path = own_dir()
+        .map_err(|e| ClientError::Io(format!("relay: {e}")))?
         .join(format!("{}.sock", NEXT.fetch_add(1, Ordering::Relaxed)));
     let listener = UnixListener::bind(&path).map_err(io_err)?;
     let socket_path = path.clone();
@@ -134,31 +181,10 @@ pub fn relay_unix(
         drop(listener);
         let _ = std::fs::remove_file(&socket_path);
         if let Ok(Ok((client, _))) = accepted {
-            pump(client, upstream, limit, oversized).await;
+            pump(client, upstream, limit, cut).await;
         }
     });
     Ok(path)
-}
-
-/// Starts a relay on a loopback TCP port (for TLS, which fred only speaks over TCP).
-pub async fn relay_tcp(
-    upstream: Upstream,
-    limit: usize,
-    oversized: Arc<AtomicBool>,
-    accept_within: std::time::Duration,
-) -> Result<SocketAddr, ClientError> {
-    let io_err = |e: io::Error| ClientError::Io(format!("relay: {e}"));
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(io_err)?;
-    let address = listener.local_addr().map_err(io_err)?;
-    tokio::spawn(async move {
-        let accepted = tokio::time::timeout(accept_within, listener.accept()).await;
-        drop(listener);
-        if let Ok(Ok((client, _))) = accepted {
-            let _ = client.set_nodelay(true);
-            pump(client, upstream, limit, oversized).await;
-        }
-    });
-    Ok(address)
 }
 
 /// What the relay needs of a socket: readiness and non-blocking reads and writes, all
@@ -192,35 +218,27 @@ socket!(TcpStream);
 socket!(UnixStream);
 
 /// Relays until either side ends; both sockets close when this returns.
-async fn pump(client: impl Socket, upstream: Upstream, limit: usize, oversized: Arc<AtomicBool>) {
+async fn pump(client: UnixStream, upstream: Upstream, limit: usize, cut: CutCell) {
     match upstream {
-        Upstream::Tcp(upstream) => pump_pair(client, upstream, limit, oversized).await,
-        Upstream::Unix(upstream) => pump_pair(client, upstream, limit, oversized).await,
+        Upstream::Tcp(upstream) => pump_pair(client, upstream, limit, cut).await,
+        Upstream::Unix(upstream) => pump_pair(client, upstream, limit, cut).await,
+        Upstream::Tls(upstream) => tls_upstream::pump(client, *upstream, limit, cut).await,
     }
 }
 
 /// Copies both ways. Every request from the client restores the reply budget; the
-/// server may send at most `limit` bytes between two requests, or both sides close.
-async fn pump_pair(
-    client: impl Socket,
-    upstream: impl Socket,
-    limit: usize,
-    oversized: Arc<AtomicBool>,
-) {
+/// server may send at most `limit` bytes between two requests, and no reply out of shape,
+/// or both sides close before the client sees the offending bytes.
+async fn pump_pair(client: impl Socket, upstream: impl Socket, limit: usize, cut: CutCell) {
     // Both directions run in this one task: the budget needs no Arc.
     let budget = AtomicUsize::new(limit);
+    let mut shape = ShapeScanner::default();
     let requests = forward(&client, &upstream, |_| {
         budget.store(limit, Ordering::Relaxed);
         true
     });
     let replies = forward(&upstream, &client, |read| {
-        let left = budget.load(Ordering::Relaxed);
-        if read > left {
-            oversized.store(true, Ordering::Relaxed);
-            return false;
-        }
-        budget.store(left - read, Ordering::Relaxed);
-        true
+        accept_reply(&budget, &mut shape, &cut, read)
     });
     // Whichever direction ends first ends both.
     tokio::select! {
@@ -229,10 +247,31 @@ async fn pump_pair(
     }
 }
 
+/// Whether reply bytes from the server may pass: within the byte budget `left` (which they
+/// then use up) and in shape. If not, records why in `cut`.
+pub(super) fn accept_reply(
+    left: &AtomicUsize,
+    shape: &mut ShapeScanner,
+    cut: &CutSignal,
+    bytes: &[u8],
+) -> bool {
+    let budget = left.load(Ordering::Relaxed);
+    if bytes.len() > budget {
+        cut.set(Cut::TooLarge);
+        return false;
+    }
+    if let Err(error) = shape.feed(bytes) {
+        cut.set(Cut::Shape(error));
+        return false;
+    }
+    left.store(budget - bytes.len(), Ordering::Relaxed);
+    true
+}
+
 /// Moves everything `from` sends to `to` until `from` closes, a write fails, or `accept`
-/// refuses a read (given its size). The copy buffer is the thread's, used only between
+/// refuses a read (given the bytes read, before they are passed on). The copy buffer is the thread's, used only between
 /// waits: an idle relay, which is what a relay is almost all the time, holds none.
-async fn forward(from: &impl Socket, to: &impl Socket, mut accept: impl FnMut(usize) -> bool) {
+async fn forward(from: &impl Socket, to: &impl Socket, mut accept: impl FnMut(&[u8]) -> bool) {
     loop {
         if from.readable().await.is_err() {
             return;
@@ -256,7 +295,7 @@ async fn forward(from: &impl Socket, to: &impl Socket, mut accept: impl FnMut(us
 fn read_and_pass_on(
     from: &impl Socket,
     to: &impl Socket,
-    accept: &mut impl FnMut(usize) -> bool,
+    accept: &mut impl FnMut(&[u8]) -> bool,
 ) -> Result<Option<Vec<u8>>, ()> {
     thread_local! {
         // One per runtime thread, used only inside this function (no await), so it is
@@ -271,7 +310,7 @@ fn read_and_pass_on(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
             Err(_) => return Err(()),
         };
-        if !accept(read) {
+        if !accept(&buffer[..read]) {
             return Err(());
         }
         let mut sent = 0;
