@@ -185,40 +185,69 @@ pub struct ProbeConfig {
     pub defaults: TargetTemplate,
 }
 
-/// Settings applied to targets the exporter did not have listed one by one (discovered or
-/// probed). The same keys as a `[[targets]]` entry, without `url` and `name`.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TargetTemplate {
-    /// `redis` or `rediss` for entries given as `host:port`. Default `redis`.
-    pub scheme: Option<String>,
-    /// Extra labels on every series of these targets.
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// ACL username.
-    pub username: Option<String>,
-    /// Password, inline.
-    pub password: Option<String>,
-    /// Password file.
-    pub password_file: Option<PathBuf>,
-    /// Password environment variable.
-    pub password_env: Option<String>,
-    /// See `[[targets]] rdb_max_age`.
-    #[serde(default, with = "humantime_serde")]
-    pub rdb_max_age: Option<Duration>,
-    /// See `[[targets]] config_command`.
-    pub config_command: Option<String>,
-    /// See `[[targets]] tls_ca_file`.
-    pub tls_ca_file: Option<PathBuf>,
-    /// See `[[targets]] tls_cert_file`.
-    pub tls_cert_file: Option<PathBuf>,
-    /// See `[[targets]] tls_key_file`.
-    pub tls_key_file: Option<PathBuf>,
-    /// See `[[targets]] tls_server_name`.
-    pub tls_server_name: Option<String>,
-    /// See `[[targets]] tls_insecure_skip_verify`.
-    #[serde(default)]
-    pub tls_insecure_skip_verify: bool,
+/// Declares a config struct with the keys every way of configuring a target shares (labels,
+/// credentials, thresholds, TLS), so that they are listed, and documented, once: a
+/// `[[targets]]` entry adds where the target is, templates add the scheme of bare entries.
+macro_rules! with_target_keys {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $($(#[$field_meta:meta])* pub $field:ident: $type:ty,)*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($(#[$field_meta])* pub $field: $type,)*
+            /// Extra labels added to every series of the target, for example
+            /// `{ env = "prod" }`.
+            #[serde(default)]
+            pub labels: BTreeMap<String, String>,
+            /// ACL username.
+            pub username: Option<String>,
+            /// Password, inline. Prefer `password_file`. Never logged or exported.
+            pub password: Option<String>,
+            /// A file holding the password (surrounding whitespace is trimmed), for example a
+            /// mounted Kubernetes Secret: a regular file of at most 4 KiB. A relative path is
+            /// relative to the config file's folder. It is re-read at every reconnect, so a
+            /// rotated password needs no restart. Never logged or exported.
+            pub password_file: Option<PathBuf>,
+            /// The name of an environment variable holding the password, read at each
+            /// (re)connect. Never logged or exported.
+            pub password_env: Option<String>,
+            /// Overrides the top-level `rdb_max_age`.
+            #[serde(default, with = "humantime_serde")]
+            pub rdb_max_age: Option<Duration>,
+            /// Overrides the top-level `config_command` ("" turns `CONFIG GET` off).
+            pub config_command: Option<String>,
+            /// `rediss://` only: PEM file of the CA(s) that signed the server's certificate.
+            /// Default: the system's trusted roots.
+            pub tls_ca_file: Option<PathBuf>,
+            /// `rediss://` only: client certificate (PEM), for servers with
+            /// `tls-auth-clients yes`.
+            pub tls_cert_file: Option<PathBuf>,
+            /// `rediss://` only: the client certificate's private key (PEM).
+            pub tls_key_file: Option<PathBuf>,
+            /// `rediss://` only: the name to verify the server's certificate against (and send
+            /// as SNI) when it differs from the URL's host, e.g. when connecting by IP address.
+            pub tls_server_name: Option<String>,
+            /// `rediss://` only: skip verifying the server's certificate. Encrypts but does not
+            /// authenticate the server, so a man in the middle could read the password; logged
+            /// as a warning whenever the target starts being polled with it. Default false.
+            #[serde(default)]
+            pub tls_insecure_skip_verify: bool,
+        }
+    };
+}
+
+with_target_keys! {
+    /// Settings applied to targets the exporter did not have listed one by one (discovered or
+    /// probed). The same keys as a `[[targets]]` entry, without `url` and `name`.
+    #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct TargetTemplate {
+        /// `redis` or `rediss` for entries given as `host:port`. Default `redis`.
+        pub scheme: Option<String>,
+    }
 }
 
 impl fmt::Debug for TargetTemplate {
@@ -286,63 +315,31 @@ impl TargetTemplate {
     }
 }
 
-/// One `[[targets]]` entry.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TargetConfig {
-    /// `redis://host:port`, `rediss://host:port` (TLS), or `unix:///path/to/redis.sock`.
-    /// Credentials may be given here (`redis://user:pass@host`) but are better in
-    /// `username` / `password_file`; they are never shown anywhere.
-    pub url: String,
-    /// The `target` label on every series of this target. Default: the URL with any
-    /// credentials removed.
-    pub name: Option<String>,
-    /// Extra labels added to every series of this target, for example `{ env = "prod" }`.
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// ACL username.
-    pub username: Option<String>,
-    /// Password, inline. Prefer `password_file`. Never logged or exported.
-    pub password: Option<String>,
-    /// A file holding the password (surrounding whitespace is trimmed), for example a mounted
-    /// Kubernetes Secret. A relative path is relative to the config file's folder. It is
-    /// re-read at every reconnect, so a rotated password needs no restart. Never logged or
-    /// exported.
-    pub password_file: Option<PathBuf>,
-    /// The name of an environment variable holding the password, read at each (re)connect.
-    /// Never logged or exported.
-    pub password_env: Option<String>,
-    /// Overrides the top-level `rdb_max_age` for this target.
-    #[serde(default, with = "humantime_serde")]
-    pub rdb_max_age: Option<Duration>,
-    /// Overrides the top-level `config_command` for this target ("" turns it off).
-    pub config_command: Option<String>,
-    /// The Redis log file, when the exporter runs on the Redis host (a sidecar or the same
-    /// machine). With it, a failure gets a probable cause (`disk_full`, `fork_failed`,
-    /// `io_error`, `child_killed`, `unknown`) from the line Redis wrote. Relative paths are
-    /// relative to the config file's folder.
-    pub log_file: Option<PathBuf>,
-    /// The Redis data directory (its `dir`), when the exporter runs on the Redis host. With
-    /// it, free bytes and inodes of that filesystem are exported.
-    pub data_dir: Option<PathBuf>,
-    /// Overrides the top-level `[backup]` for this target, key by key, e.g.
-    /// `backup = { url = "file:///srv/backup/orders-*.rdb", max_age = "8h" }`.
-    pub backup: Option<BackupConfig>,
-    /// `rediss://` only: PEM file of the CA(s) that signed the server's certificate. Default:
-    /// the system's trusted roots.
-    pub tls_ca_file: Option<PathBuf>,
-    /// `rediss://` only: client certificate (PEM), for servers with `tls-auth-clients yes`.
-    pub tls_cert_file: Option<PathBuf>,
-    /// `rediss://` only: the client certificate's private key (PEM).
-    pub tls_key_file: Option<PathBuf>,
-    /// `rediss://` only: the name to verify the server's certificate against (and send as
-    /// SNI) when it differs from the URL's host, e.g. when connecting by IP address.
-    pub tls_server_name: Option<String>,
-    /// `rediss://` only: skip verifying the server's certificate. Encrypts but does not
-    /// authenticate the server, so a man in the middle could read the password; logged as a
-    /// warning whenever the target starts being polled with it. Default false.
-    #[serde(default)]
-    pub tls_insecure_skip_verify: bool,
+with_target_keys! {
+    /// One `[[targets]]` entry.
+    #[derive(Clone, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct TargetConfig {
+        /// `redis://host:port`, `rediss://host:port` (TLS), or `unix:///path/to/redis.sock`.
+        /// Credentials may be given here (`redis://user:pass@host`) but are better in
+        /// `username` / `password_file`; they are never shown anywhere.
+        pub url: String,
+        /// The `target` label on every series of this target. Default: the URL with any
+        /// credentials removed.
+        pub name: Option<String>,
+        /// The Redis log file, when the exporter runs on the Redis host (a sidecar or the same
+        /// machine). With it, a failure gets a probable cause (`disk_full`, `fork_failed`,
+        /// `io_error`, `child_killed`, `unknown`) from the line Redis wrote, and every failed
+        /// attempt it logs is counted. Relative paths are relative to the config file's folder.
+        pub log_file: Option<PathBuf>,
+        /// The Redis data directory (its `dir`), when the exporter runs on the Redis host. With
+        /// it, free bytes and inodes of that filesystem are exported, and whether the next
+        /// rewrite and BGSAVE fit.
+        pub data_dir: Option<PathBuf>,
+        /// Overrides the top-level `[backup]` for this target, key by key, e.g.
+        /// `backup = { url = "file:///srv/backup/orders-*.rdb", max_age = "8h" }`.
+        pub backup: Option<BackupConfig>,
+    }
 }
 
 // Hand-written so a password can never reach a log line through `{:?}`.
