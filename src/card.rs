@@ -8,7 +8,10 @@
 use crate::info::{Info, OpStatus};
 
 /// The card's three states. Exactly one holds at a time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum CardState {
     /// AOF is on and the last rewrite finished cleanly.
     Ok,

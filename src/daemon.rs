@@ -11,6 +11,7 @@ use crate::config::{ConfigError, Settings};
 use crate::discovery::Discovery;
 use crate::fleet::Fleet;
 use crate::http::{self, WebConfig};
+use crate::persist;
 use crate::signal;
 use crate::state::Store;
 
@@ -57,6 +58,19 @@ pub async fn run(
         .local_addr()
         .map_err(|source| DaemonError::Listen { address, source })?;
     let store = Arc::new(Store::new());
+    // Before the first target is inserted, so each takes up its own history.
+    let (stop_keeper, keeper_stopped) = oneshot::channel::<()>();
+    let keeper = settings.state_file.clone().map(|path| {
+        persist::restore(&store, &path);
+        tokio::spawn(persist::keep(
+            store.clone(),
+            path,
+            settings.poll_interval,
+            async {
+                let _ = keeper_stopped.await;
+            },
+        ))
+    });
     let mut fleet = Fleet::new(store.clone());
     let mut discovery = Discovery::start(&settings);
     let effective = discovery.effective();
@@ -119,6 +133,11 @@ pub async fn run(
     // Stop polling first so nothing new starts, then let in-flight scrapes finish.
     tracing::info!("shutting down");
     fleet.stop().await;
+    // The pollers are stopped: this last write holds everything they saw.
+    let _ = stop_keeper.send(());
+    if let Some(keeper) = keeper {
+        let _ = keeper.await;
+    }
     crate::redis::cleanup();
     let _ = stop_http.send(());
     match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
@@ -140,6 +159,9 @@ fn reload(reloader: &Reloader, current: &Settings) -> Result<Settings, String> {
         Ok(settings) => {
             if settings.listen_address != current.listen_address {
                 tracing::warn!("listen_address changed; it takes effect only after a restart");
+            }
+            if settings.state_file != current.state_file {
+                tracing::warn!("state_file changed; it takes effect only after a restart");
             }
             Ok(settings)
         }

@@ -21,10 +21,14 @@
 //! The history survives a target's brief disconnect (it lives in the target's state, which
 //! outlives failed polls) but is reset when the Redis server restarts (a new `run_id`, or
 //! uptime going backwards), because a restarted server's counters and statuses start over.
-//! A restart of the exporter starts the history empty: the first poll that sees `err` counts
-//! one failed attempt (or Redis's consecutive-failure count, where it reports one), so a
-//! failure that was already stuck is stuck again at once on Redis 7.0+, and after the next
-//! failed attempt on older servers.
+//! A restart of the exporter keeps the history when `state_file` is set (`crate::persist`
+//! saves the [`Diagnosis`] and restores it by target name; a changed `run_id` then resets it
+//! as above). Without it the history starts empty: the first poll that sees `err` counts one
+//! failed attempt (or Redis's consecutive-failure count, where it reports one), so a failure
+//! that was already stuck is stuck again at once on Redis 7.0+, and after the next failed
+//! attempt on older servers.
+
+use serde::{Deserialize, Serialize};
 
 use crate::cause::LogEvidence;
 use crate::info::{Info, OpStatus};
@@ -39,7 +43,7 @@ pub enum Mechanism {
 }
 
 /// What one poll says about one mechanism.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Observation {
     /// Last completed outcome.
     pub status: Option<OpStatus>,
@@ -95,8 +99,9 @@ pub struct LogCounts {
     pub trailing: u64,
 }
 
-/// The derived state of one mechanism on one target.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The derived state of one mechanism on one target. Serialized into the state file
+/// (`crate::persist`), so it survives an exporter restart.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct History {
     previous: Option<Observation>,
     /// Failed attempts observed in the current err streak (0 when ok).
@@ -240,7 +245,7 @@ impl History {
 }
 
 /// Both mechanisms' histories for one target, and the server identity they belong to.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Diagnosis {
     /// AOF rewrite history.
     pub aof: History,

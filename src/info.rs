@@ -31,7 +31,8 @@ impl std::fmt::Display for FieldError {
 }
 
 /// Outcome of the last background operation, as Redis reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OpStatus {
     /// `ok`
     Ok,
@@ -67,6 +68,8 @@ pub struct Replica {
     pub state: String,
     /// Seconds since the last ack from the replica (absent before Redis 3.0).
     pub lag_seconds: Option<u64>,
+    /// Replication offset the replica acknowledged (`offset=`).
+    pub offset: Option<u64>,
 }
 
 /// The parsed reply, with every field typed and optional.
@@ -100,6 +103,8 @@ pub struct Info {
     // Persistence
     /// `loading`
     pub loading: Option<bool>,
+    /// `loading_start_time`: Unix seconds the running load began (only while loading).
+    pub loading_start_timestamp_seconds: Option<u64>,
     /// `aof_enabled`
     pub aof_enabled: Option<bool>,
     /// `aof_rewrite_in_progress`
@@ -174,6 +179,8 @@ pub struct Info {
     pub connected_replicas: Option<u64>,
     /// One entry per `slaveN:` line.
     pub replicas: Vec<Replica>,
+    /// `master_repl_offset`: this server's replication offset.
+    pub master_repl_offset: Option<u64>,
 
     /// Fields that were present but unreadable; each cost only itself.
     pub field_errors: Vec<FieldError>,
@@ -251,6 +258,7 @@ impl Info {
         fill(&mut self.latest_fork_usec, &mut from.latest_fork_usec);
         fill(&mut self.role, &mut from.role);
         fill(&mut self.connected_replicas, &mut from.connected_replicas);
+        fill(&mut self.master_repl_offset, &mut from.master_repl_offset);
         if self.replicas.is_empty() {
             self.replicas = std::mem::take(&mut from.replicas);
         }
@@ -297,6 +305,7 @@ fields! {
     UsedMemoryDataset => "used_memory_dataset",
     MemFragmentationRatio => "mem_fragmentation_ratio",
     Loading => "loading",
+    LoadingStartTime => "loading_start_time",
     AofEnabled => "aof_enabled",
     AofRewriteInProgress => "aof_rewrite_in_progress",
     AofRewriteScheduled => "aof_rewrite_scheduled",
@@ -328,6 +337,7 @@ fields! {
     LatestForkUsec => "latest_fork_usec",
     Role => "role",
     ConnectedSlaves => "connected_slaves",
+    MasterReplOffset => "master_repl_offset",
 }
 
 /// At most this many `slaveN:` lines are read; a server cannot make a reply cost more.
@@ -352,6 +362,7 @@ pub fn parse(text: &str) -> Result<Info, ParseError> {
         used_memory_dataset_bytes: reader.get(Field::UsedMemoryDataset),
         mem_fragmentation_ratio: reader.get(Field::MemFragmentationRatio),
         loading: reader.get(Field::Loading),
+        loading_start_timestamp_seconds: reader.get(Field::LoadingStartTime),
         aof_enabled: reader.get(Field::AofEnabled),
         aof_rewrite_in_progress: reader.get(Field::AofRewriteInProgress),
         aof_rewrite_scheduled: reader.get(Field::AofRewriteScheduled),
@@ -383,6 +394,7 @@ pub fn parse(text: &str) -> Result<Info, ParseError> {
         latest_fork_usec: reader.get(Field::LatestForkUsec),
         role: reader.text(Field::Role),
         connected_replicas: reader.get(Field::ConnectedSlaves),
+        master_repl_offset: reader.get(Field::MasterReplOffset),
         replicas: Vec::new(),
         field_errors: Vec::new(),
     };
@@ -552,12 +564,14 @@ fn parse_replica(value: &str) -> Option<Replica> {
     let mut port = None;
     let mut state = None;
     let mut lag = None;
+    let mut offset = None;
     for pair in value.split(',') {
         match pair.split_once('=') {
             Some(("ip", v)) => ip = Some(v),
             Some(("port", v)) => port = v.parse::<u16>().ok(),
             Some(("state", v)) => state = Some(v),
             Some(("lag", v)) => lag = v.parse::<u64>().ok(),
+            Some(("offset", v)) => offset = v.parse::<u64>().ok(),
             _ => {}
         }
     }
@@ -569,6 +583,7 @@ fn parse_replica(value: &str) -> Option<Replica> {
         address: format!("{ip}:{port}"),
         state: state.to_owned(),
         lag_seconds: lag,
+        offset,
     })
 }
 

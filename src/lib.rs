@@ -16,6 +16,8 @@
 //! - `host`: what the host and cgroup allow a fork (overcommit, meminfo, memory.max).
 //! - `headroom`: will the next rewrite or BGSAVE fit on disk, will its fork be allowed.
 //! - `redis_settings`: the few Redis settings read with `CONFIG GET`, occasionally.
+//! - `restart`: a server restart while the card was err, and how long its load took.
+//! - `replicas`: which replicas are in sync, a live copy of the data.
 //!
 //! The running parts:
 //! - `config`: the TOML file and environment, validated into [`Settings`].
@@ -25,6 +27,7 @@
 //!   prefix), read by its own task every refresh_interval.
 //! - `state`: the latest snapshot per target and the history derived signals need.
 //! - `poller`: one task per target; owns its connection, schedule and deadline.
+//! - `persist`: the state file, so derived history survives an exporter restart.
 //! - `fleet`: the running pollers, following (re)loaded config.
 //! - `report`: the Last AOF Rewrite Status card's reading of a target, for people.
 //! - `metrics`: maps state to OpenMetrics series.
@@ -48,10 +51,13 @@ mod host;
 mod http;
 pub mod info;
 mod metrics;
+mod persist;
 mod poller;
 mod redis;
 mod redis_settings;
+mod replicas;
 mod report;
+mod restart;
 mod shard;
 mod signal;
 mod state;

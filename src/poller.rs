@@ -184,6 +184,9 @@ impl Poller {
             }
             Err(error) => {
                 let reason = error.reason();
+                // The server may restart while unreachable: the first answer after it reads
+                // everything, run_id included, so the restart is seen on that very poll.
+                self.siblings_read_at = None;
                 lock(&self.cell).record_failure(reason, took);
                 // A hostile server chooses its error text: no raw control bytes in the log.
                 let error = escape_untrusted(&error.to_string()).into_owned();

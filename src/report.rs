@@ -102,6 +102,12 @@ pub struct Fields {
     pub connected_replicas: Option<u64>,
     /// Replicas whose link is online.
     pub online_replicas: usize,
+    /// Replicas in sync (online, recent ack, close offset): live copies of the data.
+    pub replicas_in_sync: Option<usize>,
+    /// Unix seconds the server last started while the card was err.
+    pub restarted_while_err_unix: Option<f64>,
+    /// How long the latest startup load took, in seconds.
+    pub last_load_duration_seconds: Option<f64>,
     /// used_memory / maxmemory, when maxmemory is set.
     pub memory_used_ratio: Option<f64>,
     /// Free bytes where the data lives (host access only).
@@ -163,6 +169,9 @@ pub fn read(state: &TargetState, now_unix: f64) -> TargetReport {
     report.card = Some(snapshot.card);
     report.causes = causes(state);
     read_card(state, snapshot, &mut report);
+    if let Some(restart) = state.restarts.describe() {
+        report.context.push(restart);
+    }
     read_write_status(snapshot, &mut report);
     if snapshot.card == CardState::Err {
         read_fallbacks(snapshot, &mut report);
@@ -277,6 +286,9 @@ fn fields(state: &TargetState, snapshot: &Snapshot, now_unix: f64) -> Fields {
         rdb_stale: rdb_age.map(|age| age > state.target.rdb_max_age.as_secs_f64()),
         connected_replicas: info.connected_replicas,
         online_replicas: info.replicas.iter().filter(|r| r.state == "online").count(),
+        replicas_in_sync: crate::replicas::count_in_sync(info),
+        restarted_while_err_unix: state.restarts.restarted_while_err_unix,
+        last_load_duration_seconds: state.restarts.last_load.map(|(seconds, _)| seconds),
         memory_used_ratio: info.memory_used_ratio(),
         data_dir_free_bytes: state.free_space.map(|f| f.bytes),
         config_available: state.redis_settings.available(),
@@ -396,15 +408,23 @@ fn read_write_status(snapshot: &Snapshot, report: &mut TargetReport) {
     }
 }
 
-/// What still holds the data while the rewrite fails: an RDB save, live replicas.
+/// What still holds the data while the rewrite fails: an RDB save, live replicas. The same
+/// split as RedisDurabilityGap: it pages only when no replica is in sync.
 fn read_fallbacks(snapshot: &Snapshot, report: &mut TargetReport) {
     let info = &snapshot.info;
     let online_replicas = report.fields.online_replicas;
+    let in_sync = report.fields.replicas_in_sync.unwrap_or(0);
     match (report.fields.rdb_stale, info.rdb_last_bgsave_status) {
+        (Some(true), _) | (_, Some(OpStatus::Err)) if in_sync > 0 => {
+            report.urgency = report.urgency.max(Urgency::SameDay);
+            report.context.push(
+                "The last RDB save is stale or failed too: no local restore point, but an in-sync replica still holds a live copy; fix it today.".into(),
+            );
+        }
         (Some(true), _) | (_, Some(OpStatus::Err)) => {
             report.urgency = Urgency::Now;
             report.context.push(
-                "The last RDB save is stale or failed too: a real durability gap; act fast.".into(),
+                "The last RDB save is stale or failed too, and no replica is in sync: a real durability gap; act fast.".into(),
             );
         }
         (Some(false), _) => report
@@ -412,10 +432,18 @@ fn read_fallbacks(snapshot: &Snapshot, report: &mut TargetReport) {
             .push("A recent RDB save exists: a fallback restore point is still there.".into()),
         _ => {}
     }
-    if online_replicas > 0 {
+    if in_sync > 0 {
         report.context.push(format!(
-            "{online_replicas} replica(s) online: the data still has a live copy; fix this anyway, replicas can fail too."
+            "{in_sync} replica(s) in sync: the data still has a live copy; fix this anyway, replicas can fail too."
         ));
+    } else if online_replicas > 0 {
+        report.context.push(format!(
+            "{online_replicas} replica(s) online but none in sync (lag over 10 s or far behind): do not count on them as a live copy."
+        ));
+    } else if report.fields.replicas_in_sync == Some(0) {
+        report
+            .context
+            .push("No replica in sync: this node holds the only live copy of the data.".into());
     }
 }
 

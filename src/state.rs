@@ -16,6 +16,7 @@ use crate::history::Diagnosis;
 use crate::host::HostMemory;
 use crate::info::Info;
 use crate::redis_settings::RedisSettings;
+use crate::restart::Restarts;
 use crate::target::Target;
 
 /// Upper bounds of the poll duration histogram, in seconds. A healthy loopback poll takes well
@@ -172,6 +173,24 @@ pub struct TargetState {
     pub host_memory: Option<HostMemory>,
     /// AOF growth between polls, smoothed: what a rewrite must also find room for.
     pub aof_growth_bytes_per_second: Option<f64>,
+    /// Restarts of the server while the card was err, and the load that followed.
+    pub restarts: Restarts,
+    /// The card before the exporter restarted (from the state file), until the first poll.
+    restored_card: Option<CardState>,
+}
+
+/// What a target's state keeps across an exporter restart (`crate::persist` writes it to the
+/// state file): the derived history, the card and since when, the restarts.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Remembered {
+    /// Both mechanisms' histories, with the run id and counters they key off.
+    pub diagnosis: Diagnosis,
+    /// The card at the last successful poll.
+    pub card: Option<CardState>,
+    /// See [`TargetState::card_since_unix`].
+    pub card_since_unix: Option<f64>,
+    /// See [`TargetState::restarts`].
+    pub restarts: Restarts,
 }
 
 impl TargetState {
@@ -196,7 +215,28 @@ impl TargetState {
             free_space: None,
             host_memory: None,
             aof_growth_bytes_per_second: None,
+            restarts: Restarts::default(),
+            restored_card: None,
         }
+    }
+
+    /// What survives an exporter restart.
+    pub fn remembered(&self) -> Remembered {
+        Remembered {
+            diagnosis: self.diagnosis.clone(),
+            card: self.latest.as_ref().map(|s| s.card).or(self.restored_card),
+            card_since_unix: self.card_since_unix,
+            restarts: self.restarts.clone(),
+        }
+    }
+
+    /// Takes up what an earlier run of the exporter remembered. The first poll then goes on
+    /// from it; a new `run_id` resets the history as it would have without the restart.
+    pub fn restore(&mut self, remembered: Remembered) {
+        self.diagnosis = remembered.diagnosis;
+        self.restored_card = remembered.card;
+        self.card_since_unix = remembered.card_since_unix;
+        self.restarts = remembered.restarts;
     }
 
     /// Unix seconds of the last successful poll.
@@ -234,7 +274,18 @@ impl TargetState {
         if snapshot.card == CardState::Ok && self.diagnosis.aof.streak_failures > 0 {
             snapshot.card = CardState::Err;
         }
-        if self.latest.as_ref().map(|s| s.card) != Some(snapshot.card) {
+        self.restarts.observe(
+            &snapshot.info,
+            snapshot.card,
+            snapshot.taken_at_unix,
+            log.and_then(|l| l.db_loaded_millis)
+                .map(|ms| ms as f64 / 1000.0),
+        );
+        let card_before = match &self.latest {
+            Some(latest) => Some(latest.card),
+            None => self.restored_card.take(),
+        };
+        if card_before != Some(snapshot.card) {
             self.card_since_unix = Some(snapshot.taken_at_unix);
         }
         self.observe_aof_growth(&snapshot);
@@ -330,6 +381,8 @@ pub struct Store {
     targets: RwLock<BTreeMap<String, TargetCell>>,
     reload: Mutex<ReloadStatus>,
     backups: Arc<Board>,
+    /// What an earlier run remembered, by target name, taken up as each target is inserted.
+    remembered: Mutex<BTreeMap<String, Remembered>>,
 }
 
 impl Store {
@@ -340,9 +393,32 @@ impl Store {
 
     /// Adds (or replaces) a target and returns its cell for the poller.
     pub fn insert(&self, target: Arc<Target>) -> TargetCell {
-        let cell = Arc::new(Mutex::new(TargetState::new(target.clone())));
+        let mut state = TargetState::new(target.clone());
+        let remembered = self
+            .remembered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&target.name);
+        if let Some(remembered) = remembered {
+            state.restore(remembered);
+        }
+        let cell = Arc::new(Mutex::new(state));
         write(&self.targets).insert(target.name.clone(), cell.clone());
         cell
+    }
+
+    /// Hands over what an earlier run remembered; each target takes up its own entry when it
+    /// is inserted (so call this before the first insert).
+    pub fn remember(&self, remembered: BTreeMap<String, Remembered>) {
+        *self.remembered.lock().unwrap_or_else(|p| p.into_inner()) = remembered;
+    }
+
+    /// Every target's [`Remembered`] state, by name. Each cell is locked only to clone it.
+    pub fn remembered(&self) -> BTreeMap<String, Remembered> {
+        read(&self.targets)
+            .iter()
+            .map(|(name, cell)| (name.clone(), lock(cell).remembered()))
+            .collect()
     }
 
     /// Removes a target; its series disappear from the next scrape.

@@ -12,14 +12,16 @@ const LAYERS: &[&[&str]] = &[
     // Plain data and pure readings: no dependency on the rest of the crate.
     &["target", "info", "cause", "shard", "signal", "host"],
     // Readings derived from INFO (and the Redis log text, free space, host memory).
-    &["card", "history", "redis_settings", "headroom"],
+    &["card", "history", "redis_settings", "headroom", "replicas"],
+    // Readings that need the card.
+    &["restart"],
     &["config"],
     // The only code that knows the Redis client library.
     &["redis"],
     &["discovery", "backup"],
     // The store: the poller writes snapshots into it, the renderers read them.
     &["state"],
-    &["poller"],
+    &["poller", "persist"],
     &["fleet", "report"],
     &["metrics", "check"],
     &["http"],

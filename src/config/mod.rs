@@ -39,6 +39,7 @@ pub const ENV_KEYS: &[&str] = &[
     "keep_connections",
     "config_command",
     "shard",
+    "state_file",
 ];
 
 /// Default address of `/metrics`; 9645 is in the exporter port range and unused by the
@@ -81,6 +82,8 @@ pub struct Settings {
     pub targets: Vec<Target>,
     /// Each target's backup source, by target name.
     pub backup: BackupSettings,
+    /// See [`FileConfig::state_file`]; made absolute.
+    pub state_file: Option<PathBuf>,
 }
 
 /// Loads `path` (or nothing, for the defaults), applies environment overrides, and validates.

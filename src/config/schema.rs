@@ -77,6 +77,14 @@ pub struct FileConfig {
     /// `[[sentinel]]` group.
     #[serde(default)]
     pub sentinel: Vec<SentinelSdConfig>,
+    /// A file where the exporter keeps each target's derived history (failure streaks, stuck,
+    /// err-since, transient recoveries, restarts while err) across its own restarts, relative
+    /// to the config file's folder. Written atomically every poll_interval when something
+    /// changed, and on shutdown; at most 10000 targets and 8 MiB. A missing, corrupt or foreign
+    /// file starts empty with one warning. A target's history is dropped when its server
+    /// restarted meanwhile (a new run_id). Takes effect at start. Default: none, the history
+    /// starts empty on every restart.
+    pub state_file: Option<PathBuf>,
     /// The multi-target `/probe?target=…` endpoint, for target lists kept in Prometheus.
     #[serde(default)]
     pub probe: ProbeConfig,

@@ -126,6 +126,7 @@ impl FileConfig {
             siblings_refresh_interval: self.siblings_refresh_interval,
             keep_connections: self.keep_connections,
             targets,
+            state_file: self.state_file.map(|path| relative_to(base_dir, path)),
         })
     }
 
