@@ -41,6 +41,7 @@ const ALERTS: &[&str] = &[
     "RedisBackupCheckFailing",
     "RedisDurabilityGap",
     "RedisRDBDurabilityGap",
+    "RedisDurabilityGapReplicated",
     "RedisTargetDown",
     "RedisPersistenceExporterDown",
 ];
@@ -109,6 +110,7 @@ const RULE_TEST_FILES: &[&str] = &[
     "availability.yml",
     "backup.yml",
     "child_hung.yml",
+    "durability_replicas.yml",
     "health_score.yml",
     "prediction.yml",
 ];
@@ -146,6 +148,11 @@ fn promtool_test_backup() {
 #[test]
 fn promtool_test_child_hung() {
     promtool_test("child_hung.yml");
+}
+
+#[test]
+fn promtool_test_durability_replicas() {
+    promtool_test("durability_replicas.yml");
 }
 
 #[test]
@@ -379,6 +386,7 @@ route_cases!(
     backup_check_failing,
     durability_gap,
     rdb_durability_gap,
+    durability_gap_replicated,
     target_down,
     exporter_down,
     exporter_absent,
@@ -474,8 +482,8 @@ fn unit_tests_reject_alerting_on_the_raw_stale_rewrite_status() {
 #[test]
 fn unit_tests_reject_a_durability_gap_read_from_the_rdb_save() {
     let out = promtool_on_mutant(
-        "redis:backup_stale == 1\n            and (redis:aof_rewrite_failed",
-        "redis:rdb_save_stale == 1\n            and (redis:aof_rewrite_failed",
+        "redis:backup_stale == 1\n              and (redis:aof_rewrite_failed",
+        "redis:rdb_save_stale == 1\n              and (redis:aof_rewrite_failed",
         "backup.yml",
     );
     assert!(
