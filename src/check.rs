@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use crate::backup;
 use crate::config::Settings;
 use crate::discovery::Discovery;
+use crate::persist;
 use crate::poller::{Poller, Schedule};
 use crate::report::{self, TargetReport};
 use crate::state::{lock, unix_seconds, Store};
@@ -22,11 +23,23 @@ pub const EXIT_CONFIG: u8 = 2;
 /// Exit code when a target cannot be reached and no card is err.
 pub const EXIT_UNREACHABLE: u8 = 3;
 
-/// Polls every target once, concurrently, and returns their reports: configured targets in
+/// Polls every target once, concurrently, and returns their reports, each going on from the
+/// history in `state_file` when the config names one: configured targets in
 /// config order, then discovered ones.
 pub async fn run(settings: &Settings) -> Vec<TargetReport> {
     let targets = Discovery::once(settings).await;
     let store = Arc::new(Store::new());
+    // What the running exporter remembered, read and never written: one poll alone cannot
+    // tell a stuck failure from a first one, nor see a restart while err.
+    if let Some(path) = &settings.state_file {
+        match persist::load(path) {
+            Ok(Some(remembered)) => store.remember(remembered),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::debug!(path = %path.display(), error = %error, "state file not used")
+            }
+        }
+    }
     let schedule = Schedule::from(settings);
     let polls = targets.iter().map(|target| {
         let target = Arc::new(target.clone());
