@@ -2,7 +2,8 @@
 //! and how long the load that followed took ("recent restart plus prior err equals investigate
 //! the AOF-load time").
 //!
-//! A restart is a new `run_id`. The load time comes from the Redis log's "DB loaded from
+//! A restart is a new `run_id`, read with the server section: on the first poll after a
+//! failed one, else within `siblings_refresh_interval`. The load time comes from the Redis log's "DB loaded from
 //! append only file: N seconds" line when the exporter reads the log (`log_file`), else from
 //! polls that saw `loading:1`: the first poll after the load, minus `loading_start_time`, an
 //! upper bound within one poll interval. A load too quick for any poll to see, without the

@@ -528,6 +528,59 @@ mod tests {
     }
 
     #[test]
+    fn remembered_history_goes_on_unless_the_server_restarted() {
+        use crate::target::{Address, Target};
+        let target = Arc::new(Target {
+            name: "t".into(),
+            labels: vec![],
+            address: Address::Tcp {
+                host: "h".into(),
+                port: 1,
+                tls: false,
+            },
+            username: None,
+            password: None,
+            rdb_max_age: Duration::from_secs(60),
+            config_command: None,
+            log_file: None,
+            data_dir: None,
+            tls: None,
+        });
+        // Redis 6.2-like: no failures-in-a-row count, so a fresh state cannot say stuck.
+        let err = |run_id: &str, forks: u64| {
+            crate::info::parse(&format!(
+                "run_id:{run_id}\naof_enabled:1\naof_last_bgrewrite_status:err\ntotal_forks:{forks}\n"
+            ))
+            .unwrap()
+        };
+        let at = |seconds: u64| UNIX_EPOCH + Duration::from_secs(seconds);
+        let mut before = TargetState::new(target.clone());
+        let ok = crate::info::parse(
+            "run_id:a\naof_enabled:1\naof_last_bgrewrite_status:ok\ntotal_forks:0\n",
+        )
+        .unwrap();
+        before.record_success(Snapshot::new(ok, at(100)), Duration::ZERO, None);
+        before.record_success(Snapshot::new(err("a", 1), at(200)), Duration::ZERO, None);
+        before.record_success(Snapshot::new(err("a", 2), at(300)), Duration::ZERO, None);
+        assert!(before.diagnosis.aof.stuck());
+        let remembered = before.remembered();
+
+        let mut same = TargetState::new(target.clone());
+        same.restore(remembered.clone());
+        same.record_success(Snapshot::new(err("a", 2), at(400)), Duration::ZERO, None);
+        assert!(same.diagnosis.aof.stuck(), "stuck from the first poll");
+        assert_eq!(same.diagnosis.aof.err_since_unix, Some(200.0));
+        assert_eq!(same.card_since_unix, Some(200.0), "the card did not change");
+
+        let mut restarted = TargetState::new(target);
+        restarted.restore(remembered);
+        restarted.record_success(Snapshot::new(err("b", 0), at(400)), Duration::ZERO, None);
+        assert!(!restarted.diagnosis.aof.stuck(), "a new run_id starts over");
+        assert_eq!(restarted.diagnosis.aof.err_since_unix, Some(400.0));
+        assert_eq!(restarted.restarts.restarted_while_err_unix, Some(400.0));
+    }
+
+    #[test]
     fn histogram_buckets_include_inf() {
         let mut h = DurationHistogram::default();
         h.observe(Duration::from_micros(100));
