@@ -46,6 +46,9 @@ pub fn render(settings: &Settings) -> String {
     if let Some(shard) = settings.shard {
         let _ = writeln!(out, "shard = \"{shard}\"");
     }
+    if let Some(path) = &settings.state_file {
+        let _ = writeln!(out, "state_file = {}", quoted(&path.display().to_string()));
+    }
     for source in &settings.file_sd {
         let _ = writeln!(
             out,
