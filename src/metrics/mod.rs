@@ -67,6 +67,8 @@ macro_rules! series {
     };
 }
 
+mod continuity;
+
 /// Every series read straight from a snapshot, in render order.
 static SNAPSHOT_SERIES: &[SeriesSpec] = &[
         series!("redis_aof_enabled", Gauge, None,
@@ -226,12 +228,6 @@ static SNAPSHOT_SERIES: &[SeriesSpec] = &[
         series!("redis_loading_dump_file", Gauge, None,
             "1 while the server loads its AOF or RDB at startup (loading).",
             |s, _| flag(info(s).loading)),
-        series!("redis_restart_while_err_timestamp", Gauge, Some(Unit::Seconds),
-            "Unix time the server last started while the AOF rewrite card was err (a new run_id); absent when its latest restart was not during an err. Pair with redis_last_load_duration_seconds: an uncompacted AOF replays slowly.",
-            |_, t| t.restarts.restarted_while_err_unix),
-        series!("redis_last_load_duration", Gauge, Some(Unit::Seconds),
-            "How long the server's latest startup load (AOF or RDB) took: from its log line (log_file), else from polls that saw loading:1 (an upper bound within one poll interval). Absent until a load was seen.",
-            |_, t| t.restarts.last_load.map(|(seconds, _)| seconds)),
         series!("redis_uptime_in_seconds", Gauge, None,
             "Seconds since the server started (uptime_in_seconds).",
             |s, _| num(info(s).uptime_seconds)),
@@ -256,9 +252,6 @@ static SNAPSHOT_SERIES: &[SeriesSpec] = &[
         series!("redis_connected_slaves", Gauge, None,
             "Connected replicas (connected_slaves).",
             |s, _| num(info(s).connected_replicas)),
-        series!("redis_replicas_in_sync", Gauge, None,
-            "Replicas holding a live copy of this server's data: link online, last ack at most 10 s ago, and at most 1 MiB of replication stream unacknowledged (INFO replication).",
-            |s, _| crate::replicas::count_in_sync(info(s)).map(|n| n as f64)),
 ];
 
 /// Renders the whole exposition, ending in `# EOF`.
@@ -350,7 +343,7 @@ fn encode_targets(
         }
     }
 
-    for spec in SNAPSHOT_SERIES {
+    for spec in SNAPSHOT_SERIES.iter().chain(continuity::SERIES) {
         let values: Vec<_> = targets
             .iter()
             .filter_map(|t| {
