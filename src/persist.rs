@@ -283,6 +283,13 @@ mod tests {
         assert_eq!(back, state);
         assert!(back["cache-1"].diagnosis.aof.stuck());
         assert_eq!(back["cache-1"].diagnosis.aof.err_since_unix, Some(2.0));
+        // Unix times with every bit of their fraction: serde_json's default parser may be
+        // off by one ulp, which made err-since move across a restart.
+        let mut precise = stuck();
+        precise.card_since_unix = Some(1_796_219_811.660_330_5);
+        let state = BTreeMap::from([("t".to_owned(), precise)]);
+        let back = decode(&encode(&state, SystemTime::UNIX_EPOCH).unwrap()).unwrap();
+        assert_eq!(back, state);
     }
 
     #[test]
