@@ -16,7 +16,14 @@
 #   - exporter CPU per target-poll (schedstat ns of all threads, and utime+stime);
 #   - RSS per target: (VmRSS - VmRSS of the same binary with 1 target) / (targets - 1), and the
 #     same for the anonymous part (/proc/<pid>/smaps_rollup), open descriptors and threads;
-# then /metrics latency (curl %{time_total}, 20 scrapes 0.5 s apart while polling goes on).
+# then /metrics latency (curl %{time_total}, 20 scrapes 0.5 s apart while polling goes on),
+# scraped as Prometheus does: Accept-Encoding: gzip, OpenMetrics.
+#
+# Then, with one exporter (--shards 1), the same config again UNPINNED, as a user runs it:
+# the whole process on every core, CPU ticks (utime+stime) and schedstat over a second window
+# divided by the polls in it, and context switches per poll. --unpinned-window S sets that
+# window (default 20 s; 0 skips it). BENCH_UNPINNED_ENV="NAME=VALUE ..." adds environment to
+# that run only (e.g. TOKIO_WORKER_THREADS=2 to compare runtime widths).
 #
 # Also, from the redis-servers over the same window: commands and commandstats CPU per poll
 # (CONFIG RESETSTAT at the start), and redis-server process CPU (utime+stime, background cron
@@ -30,6 +37,7 @@
 #
 # Usage: bash scripts/bench-scale.sh [--scenario 1k|10k|both] [--servers N] [--window S]
 #                                     [--keep-connections true|false] [--shards N] [--targets N]
+#                                     [--unpinned-window S]
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -42,6 +50,7 @@ WINDOW=""
 KEEP=true
 SHARDS=1
 TARGETS=""
+UNPINNED_WINDOW=20
 while [[ $# -gt 0 ]]; do
     case $1 in
     --scenario) SCENARIO=$2; shift 2 ;;
@@ -50,7 +59,8 @@ while [[ $# -gt 0 ]]; do
     --keep-connections) KEEP=$2; shift 2 ;;
     --shards) SHARDS=$2; shift 2 ;;
     --targets) TARGETS=$2; shift 2 ;;
-    -h | --help) sed -n '2,33p' "$0"; exit 0 ;;
+    --unpinned-window) UNPINNED_WINDOW=$2; shift 2 ;;
+    -h | --help) sed -n '2,42p' "$0"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -60,6 +70,7 @@ done
     die "--window must be 15..300 seconds"
 [[ ${KEEP} =~ ^(true|false)$ ]] || die "--keep-connections must be true or false"
 [[ ${SHARDS} =~ ^[1-4]$ ]] || die "--shards must be 1..4"
+[[ ${UNPINNED_WINDOW} =~ ^[0-9]+$ && ${UNPINNED_WINDOW} -le 300 ]] || die "--unpinned-window must be 0..300 seconds"
 [[ -z ${TARGETS} || (${TARGETS} =~ ^[0-9]+$ && ${TARGETS} -ge 2 && ${TARGETS} -le 20000) ]] ||
     die "--targets must be 2..20000"
 require_redis
@@ -152,6 +163,23 @@ start_pinned() {
     await_ready "${EXPORTER_PID}" exporter "$2" "$4" http_get "http://127.0.0.1:$3/metrics"
 }
 
+# start_unpinned CONFIG LOG PORT TIMEOUT: the exporter on every core, as a user runs it, with
+# BENCH_UNPINNED_ENV added; sets EXPORTER_PID.
+start_unpinned() {
+    # Word splitting of BENCH_UNPINNED_ENV into NAME=VALUE pairs is intended.
+    # shellcheck disable=SC2086
+    env ${BENCH_UNPINNED_ENV:-} "${EXPORTER_BIN}" --config "$1" --log.level warn >"$2" 2>&1 &
+    EXPORTER_PID=$!
+    STACK_PIDS+=("${EXPORTER_PID}")
+    await_ready "${EXPORTER_PID}" exporter "$2" "$4" http_get "http://127.0.0.1:$3/metrics"
+}
+
+# Context switches (voluntary + involuntary) of all live threads of a process.
+ctx_switches() {
+    cat /proc/"$1"/task/*/status 2>/dev/null |
+        awk '/^(voluntary|nonvoluntary)_ctxt_switches:/ {s += $2} END {printf "%.0f\n", s}'
+}
+
 # Sum over targets of a self-metric's samples, from a saved exposition.
 metric_sum() {
     awk -v re="^$2[{ ]" '$0 ~ re {s += $NF} END {printf "%.0f\n", s}' "$1"
@@ -222,10 +250,13 @@ run_scenario() {
     for port in "${REDIS_PORTS[@]}"; do redis-cli -p "${port}" config resetstat >/dev/null; done
     scrape_all m0
     local w0 ns0 tk0 rtk0 w1 ns1 tk1 rtk1 load0 load1
+    local cs0 cs1
     w0=$(now); ns0=$(sum_over PIDS sched_ns); tk0=$(sum_over PIDS cpu_ticks); rtk0=$(sum_over REDIS_PIDS cpu_ticks)
+    cs0=$(sum_over PIDS ctx_switches)
     load0=$(cut -d' ' -f1 /proc/loadavg)
     sleep "${window}"
     ns1=$(sum_over PIDS sched_ns); tk1=$(sum_over PIDS cpu_ticks); rtk1=$(sum_over REDIS_PIDS cpu_ticks); w1=$(now)
+    cs1=$(sum_over PIDS ctx_switches)
     load1=$(cut -d' ' -f1 /proc/loadavg)
     local cmdstats
     cmdstats=$(redis_commandstats)
@@ -280,6 +311,8 @@ run_scenario() {
     hz=$(getconf CLK_TCK)
     cpu_us=$(awk -v d=$((ns1 - ns0)) -v p="${total_polls}" 'BEGIN {printf "%.1f", d / 1000 / p}')
     cpu_tick_us=$(awk -v d=$((tk1 - tk0)) -v p="${total_polls}" -v hz="${hz}" 'BEGIN {printf "%.1f", d * 1e6 / hz / p}')
+    local cs_per
+    cs_per=$(awk -v d=$((cs1 - cs0)) -v p="${total_polls}" 'BEGIN {printf "%.2f", d / p}')
     cpu_share=$(awk -v d=$((ns1 - ns0)) -v a="${w0}" -v b="${w1}" 'BEGIN {printf "%.1f", d / 1e9 / (b - a) * 100}')
     # Per target: the exporters' total minus one baseline process per exporter.
     local base_n=$((targets - SHARDS))
@@ -294,23 +327,59 @@ run_scenario() {
     redis_usec_per=$(awk -v u="${usec}" -v p="${total_polls}" 'BEGIN {printf "%.1f", u / p}')
     redis_proc_us=$(awk -v d=$((rtk1 - rtk0)) -v p="${total_polls}" -v hz="${hz}" 'BEGIN {printf "%.1f", d * 1e6 / hz / p}')
 
-    # /metrics latency while polling goes on: 20 scrapes of the first exporter, 0.5 s apart.
+    # /metrics latency while polling goes on: 20 scrapes of the first exporter, 0.5 s apart,
+    # asking what Prometheus asks for (the body stays gzipped: size_download is on the wire).
     : >"${dir}/lat.txt"
     for ((i = 0; i < 20; i++)); do
         curl --silent --output /dev/null --max-time 30 --write-out '%{time_total} %{size_download}\n' \
+            -H 'Accept-Encoding: gzip' \
+            -H 'Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5' \
             "http://127.0.0.1:${ports[0]}/metrics" >>"${dir}/lat.txt" || echo "30 0" >>"${dir}/lat.txt"
         sleep 0.5
     done
+    local body_bytes series_per_target
+    body_bytes=$(wc -c <"${dir}/m1-0.txt")
+    series_per_target=$(grep -c 'target="t00000"' "${dir}/m1-0.txt" || true)
     local lat load_lat
     load_lat=$(cut -d' ' -f1 /proc/loadavg)
     lat=$(sort -g "${dir}/lat.txt" | awk '{v[NR] = $1 * 1000; sz = $2} END {
-        printf "%.1f / %.1f / %.1f ms (%d bytes)", v[int(NR / 2 + 0.5)], v[int(NR * 0.9 + 0.5)], v[NR], sz }')
+        printf "%.1f / %.1f / %.1f ms (%d bytes gzipped)", v[int(NR / 2 + 0.5)], v[int(NR * 0.9 + 0.5)], v[NR], sz }')
 
     local pid
     for pid in "${PIDS[@]}"; do
         stop_pid "${pid}"
         unset 'STACK_PIDS[${#STACK_PIDS[@]}-1]'
     done
+
+    # The same config unpinned, as a user runs it (one exporter only).
+    local unpinned="not run (--shards ${SHARDS} or --unpinned-window 0)" u_threads=-
+    if ((SHARDS == 1 && UNPINNED_WINDOW > 0)); then
+        log "${label}: unpinned run (${BENCH_UNPINNED_ENV:-default environment}), ${UNPINNED_WINDOW} s window"
+        start_unpinned "${dir}/config-0.toml" "${dir}/unpinned.log" "${ports[0]}" 60
+        PIDS=("${EXPORTER_PID}")
+        deadline=$((SECONDS + 3 * interval + 30))
+        while ((SECONDS < deadline)); do
+            scrape_all uwarm && (($(metric_sum "${dir}/uwarm-0.txt" redis_up) >= targets)) && break
+            sleep 1
+        done
+        sleep "${interval}"
+        scrape_all u0
+        local utk0 utk1 uns0 uns1 ucs0 ucs1 uw0 uw1 upolls uload0 uload1
+        uload0=$(cut -d' ' -f1 /proc/loadavg)
+        uw0=$(now); utk0=$(cpu_ticks "${EXPORTER_PID}"); uns0=$(sched_ns "${EXPORTER_PID}"); ucs0=$(ctx_switches "${EXPORTER_PID}")
+        sleep "${UNPINNED_WINDOW}"
+        utk1=$(cpu_ticks "${EXPORTER_PID}"); uns1=$(sched_ns "${EXPORTER_PID}"); ucs1=$(ctx_switches "${EXPORTER_PID}"); uw1=$(now)
+        uload1=$(cut -d' ' -f1 /proc/loadavg)
+        u_threads=$(status_kib "${EXPORTER_PID}" Threads)
+        scrape_all u1
+        upolls=$(($(metric_sum "${dir}/u1-0.txt" redis_persistence_exporter_polls_total) - $(metric_sum "${dir}/u0-0.txt" redis_persistence_exporter_polls_total)))
+        unpinned=$(awk -v t=$((utk1 - utk0)) -v n=$((uns1 - uns0)) -v c=$((ucs1 - ucs0)) -v p="${upolls}" -v hz="${hz}" \
+            -v a="${uw0}" -v b="${uw1}" -v l0="${uload0}" -v l1="${uload1}" 'BEGIN {
+            printf "%.1f us utime+stime, %.1f us schedstat, %.2f context switches per poll (%d polls in %.1f s; load %s / %s)",
+                t * 1e6 / hz / p, n / 1000 / p, c / p, p, b - a, l0, l1 }')
+        stop_pid "${EXPORTER_PID}"
+        unset 'STACK_PIDS[${#STACK_PIDS[@]}-1]'
+    fi
 
     RESULTS+=("$(
         cat <<EOF
@@ -329,6 +398,8 @@ run_scenario() {
 | polls slower than poll_timeout/10 (${timeout_s}s/10) | ${late:-0} |
 | exporter CPU per target-poll, schedstat (us) | ${cpu_us} |
 | exporter CPU per target-poll, utime+stime (us) | ${cpu_tick_us} |
+| context switches per target-poll (all threads) | ${cs_per} |
+| exporter CPU per target-poll UNPINNED, whole process on $(nproc) cores (threads ${u_threads}) | ${unpinned} |
 | exporter CPU share of core 0 | ${cpu_share} % |
 | VmRSS / VmHWM, all exporters (KiB) | ${rss} / ${hwm} |
 | RSS per target, (VmRSS - ${SHARDS} x ${BASE_RSS} KiB baseline) / (targets-${SHARDS}) | ${rss_per} KiB |
@@ -338,7 +409,8 @@ run_scenario() {
 | Redis commands per poll (commandstats, all servers) | ${redis_cmd_per} (${by_command}) |
 | Redis command CPU per poll (commandstats usec) | ${redis_usec_per} us |
 | redis-server process CPU per poll (utime+stime, cron included) | ${redis_proc_us} us |
-| /metrics latency p50 / p90 / max (20 scrapes; load ${load_lat} after) | ${lat} |
+| /metrics latency p50 / p90 / max, gzip (20 scrapes; load ${load_lat} after) | ${lat} |
+| /metrics body uncompressed; series (sample lines) per target | ${body_bytes} bytes, $((body_bytes / targets)) per target; ${series_per_target} |
 
    poll duration histogram deltas (le: cumulative count): $(tr '\n' ' ' <"${dir}/durations.txt")
 EOF

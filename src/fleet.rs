@@ -64,6 +64,8 @@ impl Fleet {
 
     /// Makes the running pollers match `settings`.
     pub fn apply(&mut self, settings: &Settings) -> Changes {
+        self.store
+            .set_per_target_poll_duration(settings.per_target_poll_duration_histogram);
         let schedule = Schedule::from(settings);
         let schedule_changed = self.schedule != Some(schedule);
         self.schedule = Some(schedule);

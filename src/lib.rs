@@ -10,6 +10,7 @@
 //! - [`info`]: the `INFO` parser, text in, typed data out.
 //! - `shard`: which targets this replica polls when several split a fleet.
 //! - `signal`: process signals as futures.
+//! - `process`: the exporter's own CPU, memory and descriptors (`process_*`), from `/proc`.
 //! - `card`: the Last AOF Rewrite Status card (ok / err / not applicable).
 //! - `history`: signals derived across polls (stuck, transient, since when).
 //! - `cause`: probable cause from the Redis log and free space, on the Redis host only.
@@ -53,6 +54,7 @@ pub mod info;
 mod metrics;
 mod persist;
 mod poller;
+mod process;
 mod redis;
 mod redis_settings;
 mod replicas;
@@ -70,7 +72,7 @@ pub use config::{
 };
 pub use daemon::{run as run_daemon, DaemonError, Reloader};
 pub use discovery::offline as with_file_sd_targets;
-pub use http::{load_web_config, WebConfig};
+pub use http::{load_web_config, WebConfig, GZIP_LEVEL};
 pub use metrics::render as render_metrics;
 pub use redis::cleanup as remove_relay_sockets;
 /// The fuzzer's way into the reply path (shape check, then the client's decoder); panics

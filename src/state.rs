@@ -5,6 +5,7 @@
 //! holding a lock.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -59,11 +60,7 @@ impl DurationHistogram {
     /// Records one observation.
     pub fn observe(&mut self, duration: Duration) {
         let seconds = duration.as_secs_f64();
-        let slot = POLL_DURATION_BUCKETS
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(POLL_DURATION_BUCKETS.len());
-        self.counts[slot] += 1;
+        self.counts[bucket_of(seconds)] += 1;
         self.sum_seconds += seconds;
     }
 
@@ -83,6 +80,39 @@ impl DurationHistogram {
             })
             .collect();
         (buckets, self.sum_seconds, self.counts.iter().sum())
+    }
+}
+
+fn bucket_of(seconds: f64) -> usize {
+    POLL_DURATION_BUCKETS
+        .iter()
+        .position(|bound| seconds <= *bound)
+        .unwrap_or(POLL_DURATION_BUCKETS.len())
+}
+
+/// The poll durations of every target in one histogram: what the exporter's own latency
+/// costs a Prometheus is 15 series, not 15 per target. Pollers share it without a lock, and
+/// it keeps counting across a target's removal, so its counters never go back.
+#[derive(Debug, Default)]
+pub struct FleetDurations {
+    counts: [AtomicU64; POLL_DURATION_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl FleetDurations {
+    /// Records one observation.
+    pub fn observe(&self, duration: Duration) {
+        self.counts[bucket_of(duration.as_secs_f64())].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// A copy to render.
+    pub fn read(&self) -> DurationHistogram {
+        DurationHistogram {
+            counts: std::array::from_fn(|i| self.counts[i].load(Ordering::Relaxed)),
+            sum_seconds: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+        }
     }
 }
 
@@ -159,6 +189,8 @@ pub struct TargetState {
     pub failures_total: BTreeMap<&'static str, u64>,
     /// Poll durations.
     pub poll_duration: DurationHistogram,
+    /// The fleet-wide histogram this target's polls also count in (its store's).
+    pub fleet_poll_duration: Arc<FleetDurations>,
     /// Signals derived across polls (stuck, transient, since when).
     pub diagnosis: Diagnosis,
     /// Unix seconds when the card last changed state (or was first seen by this exporter).
@@ -208,6 +240,7 @@ impl TargetState {
             polls_total: 0,
             failures_total: BTreeMap::new(),
             poll_duration: DurationHistogram::default(),
+            fleet_poll_duration: Arc::default(),
             diagnosis: Diagnosis::default(),
             card_since_unix: None,
             redis_settings: ConfigStatus::Unknown,
@@ -267,6 +300,7 @@ impl TargetState {
     ) {
         self.polls_total += 1;
         self.poll_duration.observe(took);
+        self.fleet_poll_duration.observe(took);
         self.diagnosis
             .observe_poll(&snapshot.info, snapshot.taken_at_unix, log, siblings_fresh);
         // Before 7.0 a refused rewrite fork leaves aof_last_bgrewrite_status at ok, but the
@@ -298,6 +332,7 @@ impl TargetState {
     pub fn record_failure(&mut self, reason: &'static str, took: Duration) {
         self.polls_total += 1;
         self.poll_duration.observe(took);
+        self.fleet_poll_duration.observe(took);
         *self.failures_total.entry(reason).or_insert(0) += 1;
         self.up = false;
         self.last_failure_reason = Some(reason);
@@ -383,6 +418,8 @@ pub struct Store {
     backups: Arc<Board>,
     /// What an earlier run remembered, by target name, taken up as each target is inserted.
     remembered: Mutex<BTreeMap<String, Remembered>>,
+    poll_durations: Arc<FleetDurations>,
+    per_target_poll_duration: AtomicBool,
 }
 
 impl Store {
@@ -402,6 +439,7 @@ impl Store {
         if let Some(remembered) = remembered {
             state.restore(remembered);
         }
+        state.fleet_poll_duration = self.poll_durations.clone();
         let cell = Arc::new(Mutex::new(state));
         write(&self.targets).insert(target.name.clone(), cell.clone());
         cell
@@ -448,6 +486,22 @@ impl Store {
     /// The last (re)load outcome.
     pub fn reload_status(&self) -> ReloadStatus {
         *self.reload.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every poll's duration, all targets together.
+    pub fn poll_durations(&self) -> DurationHistogram {
+        self.poll_durations.read()
+    }
+
+    /// Whether `/metrics` shows a poll-duration histogram per target as well as the
+    /// fleet's (`per_target_poll_duration_histogram`).
+    pub fn per_target_poll_duration(&self) -> bool {
+        self.per_target_poll_duration.load(Ordering::Relaxed)
+    }
+
+    /// Sets what [`Store::per_target_poll_duration`] answers.
+    pub fn set_per_target_poll_duration(&self, on: bool) {
+        self.per_target_poll_duration.store(on, Ordering::Relaxed);
     }
 
     /// Number of targets.
@@ -529,23 +583,8 @@ mod tests {
 
     #[test]
     fn remembered_history_goes_on_unless_the_server_restarted() {
-        use crate::target::{Address, Target};
-        let target = Arc::new(Target {
-            name: "t".into(),
-            labels: vec![],
-            address: Address::Tcp {
-                host: "h".into(),
-                port: 1,
-                tls: false,
-            },
-            username: None,
-            password: None,
-            rdb_max_age: Duration::from_secs(60),
-            config_command: None,
-            log_file: None,
-            data_dir: None,
-            tls: None,
-        });
+        use crate::target::Target;
+        let target = Arc::new(Target::for_tests("t"));
         // Redis 6.2-like: no failures-in-a-row count, so a fresh state cannot say stuck.
         let err = |run_id: &str, forks: u64| {
             crate::info::parse(&format!(
@@ -578,6 +617,29 @@ mod tests {
         assert!(!restarted.diagnosis.aof.stuck(), "a new run_id starts over");
         assert_eq!(restarted.diagnosis.aof.err_since_unix, Some(400.0));
         assert_eq!(restarted.restarts.restarted_while_err_unix, Some(400.0));
+    }
+
+    #[test]
+    fn the_fleet_histogram_counts_every_target_and_outlives_them() {
+        let store = Store::new();
+        let target = |name: &str| {
+            Arc::new(crate::target::Target::for_tests(name))
+        };
+        let a = store.insert(target("a"));
+        let b = store.insert(target("b"));
+        lock(&a).record_failure("timeout", Duration::from_millis(3));
+        lock(&b).record_failure("timeout", Duration::from_secs(10));
+        store.remove("b");
+        let (buckets, sum, count) = store.poll_durations().buckets();
+        assert_eq!(count, 2);
+        assert_eq!(buckets[3], (0.005, 1));
+        assert_eq!(buckets.last(), Some(&(f64::INFINITY, 1)));
+        assert!((sum - 10.003).abs() < 1e-9, "{sum}");
+        assert_eq!(
+            lock(&a).poll_duration.buckets().2,
+            1,
+            "each target keeps its own too"
+        );
     }
 
     #[test]

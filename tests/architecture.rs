@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 const LAYERS: &[&[&str]] = &[
     // Plain data and pure readings: no dependency on the rest of the crate.
-    &["target", "info", "cause", "shard", "signal", "host"],
+    &[
+        "target", "info", "cause", "shard", "signal", "host", "process",
+    ],
     // Readings derived from INFO (and the Redis log text, free space, host memory).
     &["card", "history", "redis_settings", "headroom", "replicas"],
     // Readings that need the card.

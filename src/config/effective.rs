@@ -40,6 +40,11 @@ pub fn render(settings: &Settings) -> String {
     let _ = writeln!(out, "keep_connections = {}", settings.keep_connections);
     let _ = writeln!(
         out,
+        "per_target_poll_duration_histogram = {}",
+        settings.per_target_poll_duration_histogram
+    );
+    let _ = writeln!(
+        out,
         "config_command = {}",
         quoted(&settings.defaults.config_command)
     );

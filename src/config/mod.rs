@@ -37,6 +37,7 @@ pub const ENV_KEYS: &[&str] = &[
     "config_refresh_interval",
     "siblings_refresh_interval",
     "keep_connections",
+    "per_target_poll_duration_histogram",
     "config_command",
     "shard",
     "state_file",
@@ -64,6 +65,8 @@ pub struct Settings {
     pub siblings_refresh_interval: Duration,
     /// See [`FileConfig::keep_connections`].
     pub keep_connections: bool,
+    /// See [`FileConfig::per_target_poll_duration_histogram`].
+    pub per_target_poll_duration_histogram: bool,
     /// This replica's share of the targets, if the fleet is split.
     pub shard: Option<crate::shard::Shard>,
     /// File discovery sources, with paths made absolute.

@@ -57,6 +57,14 @@ pub struct FileConfig {
     /// fleets polled at long intervals. Default true.
     #[serde(default = "default_keep_connections")]
     pub keep_connections: bool,
+    /// Also export `redis_persistence_exporter_poll_duration_seconds` per target (15 series
+    /// each), not only the one histogram of all targets' polls. Off by default: at 1,000
+    /// targets the per-target histograms are a quarter of every scrape, spent on the
+    /// exporter's own latency. Turn it on to find which targets answer slowly; which ones
+    /// time out is in `redis_persistence_exporter_poll_failures_total` either way.
+    /// Default false.
+    #[serde(default)]
+    pub per_target_poll_duration_histogram: bool,
     /// The name of the `CONFIG` command, for servers that rename it. An empty string turns
     /// `CONFIG GET` off. Each target may override it. Default "CONFIG".
     #[serde(default = "default_config_command")]

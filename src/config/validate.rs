@@ -125,6 +125,7 @@ impl FileConfig {
             config_refresh_interval: self.config_refresh_interval,
             siblings_refresh_interval: self.siblings_refresh_interval,
             keep_connections: self.keep_connections,
+            per_target_poll_duration_histogram: self.per_target_poll_duration_histogram,
             targets,
             state_file: self.state_file.map(|path| relative_to(base_dir, path)),
         })

@@ -1,4 +1,5 @@
-//! Maps state to series. Nothing here does I/O or keeps state of its own.
+//! Maps state to series. Nothing here keeps state of its own, and the only I/O is reading the
+//! exporter's own `/proc/self` for the `process_*` series.
 //!
 //! Each INFO-backed series is one row of [`SNAPSHOT_SERIES`]: its name, type, unit, help and
 //! how to read it from a snapshot. Changing a metric means changing its row. A target whose
@@ -6,6 +7,7 @@
 //! values are not presented as current.
 
 mod backup;
+mod own;
 
 use std::sync::Arc;
 
@@ -274,9 +276,14 @@ struct StoreCollector {
 
 impl Collector for StoreCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // The fleet's histogram is read before the targets are locked: a poll that ends in
+        // between counts in the next scrape, never twice.
+        let fleet_durations =
+            (!self.store.per_target_poll_duration()).then(|| self.store.poll_durations());
         self.store.with_all(|targets| {
             encode_targets(&mut encoder, targets)?;
-            backup::encode(&mut encoder, targets, self.store.backups())
+            backup::encode(&mut encoder, targets, self.store.backups())?;
+            own::encode_self_metrics(&mut encoder, targets, fleet_durations.as_ref())
         })?;
         let reload = self.store.reload_status();
         let name = format!("{SELF_PREFIX}_config_last_reload_successful");
@@ -295,7 +302,7 @@ impl Collector for StoreCollector {
             MetricType::Gauge,
         )?;
         ConstGauge::new(reload.last_success_unix).encode(family)?;
-        Ok(())
+        own::encode_process(&mut encoder, &crate::process::read())
     }
 }
 
@@ -367,8 +374,7 @@ fn encode_targets(
 
     encode_labelled(encoder, targets)?;
     encode_instance_info(encoder, targets)?;
-    encode_replicas(encoder, targets)?;
-    encode_self_metrics(encoder, targets)
+    encode_replicas(encoder, targets)
 }
 
 /// Series whose extra label carries the value: the fsync policy and the probable causes.
@@ -430,26 +436,21 @@ fn encode_instance_info(
         let Some(snapshot) = t.current() else {
             continue;
         };
-        let mut labels = t.labels.clone();
+        let info = &snapshot.info;
+        let extra = [
+            ("role", info.role.as_deref().unwrap_or_default()),
+            ("server", info.server().label()),
+            ("version", info.server_version().unwrap_or_default()),
+            (
+                "redis_version",
+                info.redis_version.as_deref().unwrap_or_default(),
+            ),
+        ];
         // A target may carry a `role` label of its own (cluster and sentinel discovery set
         // one); the series keeps that one rather than repeating the label name.
-        if !labels.iter().any(|(k, _)| k == "role") {
-            labels.push((
-                "role".into(),
-                snapshot.info.role.clone().unwrap_or_default(),
-            ));
-        }
-        let info = &snapshot.info;
-        labels.push(("server".into(), info.server().label().to_owned()));
-        labels.push((
-            "version".into(),
-            info.server_version().unwrap_or_default().to_owned(),
-        ));
-        labels.push((
-            "redis_version".into(),
-            info.redis_version.clone().unwrap_or_default(),
-        ));
-        family.encode_info(&labels)?;
+        let own_role = t.labels.iter().any(|(k, _)| k == "role");
+        let extra = &extra[usize::from(own_role)..];
+        family.encode_info(&(t.labels.as_slice(), extra))?;
     }
     Ok(())
 }
@@ -497,105 +498,6 @@ fn encode_replicas(
     Ok(())
 }
 
-fn encode_self_metrics(
-    encoder: &mut DescriptorEncoder,
-    targets: &[std::sync::MutexGuard<'_, TargetState>],
-) -> Result<(), std::fmt::Error> {
-    let name = |suffix: &str| format!("{SELF_PREFIX}_{suffix}");
-    {
-        let n = name("polls");
-        let mut family = encoder.encode_descriptor(
-            &n,
-            "Polls attempted per target, successful or not.",
-            None,
-            MetricType::Counter,
-        )?;
-        for t in targets {
-            ConstCounter::new(t.polls_total).encode(family.encode_family(&t.labels)?)?;
-        }
-    }
-    {
-        let n = name("poll_failures");
-        let mut family = encoder.encode_descriptor(
-            &n,
-            "Failed polls per target by reason (timeout, refused, auth, permission, tls, protocol, server_error, io, parse, password_file, reply_too_large).",
-            None,
-            MetricType::Counter,
-        )?;
-        for t in targets {
-            for (reason, count) in &t.failures_total {
-                let labels = with_label(&t.labels, "reason", reason);
-                ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
-            }
-        }
-    }
-    {
-        let n = name("last_poll_failed");
-        let mut family = encoder.encode_descriptor(
-            &n,
-            "1 with the reason of the last poll when it failed; absent while the target is up.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for t in targets {
-            let Some(reason) = t.last_failure_reason else {
-                continue;
-            };
-            let labels = with_label(&t.labels, "reason", reason);
-            ConstGauge::new(1).encode(family.encode_family(&labels)?)?;
-        }
-    }
-    {
-        let n = name("last_successful_poll_timestamp");
-        let mut family = encoder.encode_descriptor(
-            &n,
-            "Unix time of the last successful poll of this target.",
-            Some(&Unit::Seconds),
-            MetricType::Gauge,
-        )?;
-        for t in targets {
-            let Some(at) = t.last_success_unix() else {
-                continue;
-            };
-            ConstGauge::new(at).encode(family.encode_family(&t.labels)?)?;
-        }
-    }
-    {
-        let n = name("poll_duration");
-        let mut family = encoder.encode_descriptor(
-            &n,
-            "Time one poll took, connecting included.",
-            Some(&Unit::Seconds),
-            MetricType::Histogram,
-        )?;
-        for t in targets {
-            let (buckets, sum, count) = t.poll_duration.buckets();
-            family
-                .encode_family(&t.labels)?
-                .encode_histogram::<Vec<(String, String)>>(sum, count, &buckets, None)?;
-        }
-    }
-    {
-        let n = name("targets");
-        let family = encoder.encode_descriptor(
-            &n,
-            "Number of configured targets.",
-            None,
-            MetricType::Gauge,
-        )?;
-        ConstGauge::new(targets.len() as i64).encode(family)?;
-    }
-    let n = name("build");
-    let mut family = encoder.encode_descriptor(
-        &n,
-        "Build of the exporter; always 1.",
-        None,
-        MetricType::Info,
-    )?;
-    family.encode_info(&[("version", env!("CARGO_PKG_VERSION"))])?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -603,6 +505,10 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     fn render_captured(server: &str, file: &str) -> String {
+        render(&captured_store(server, file))
+    }
+
+    fn captured_store(server: &str, file: &str) -> Arc<Store> {
         let store = Arc::new(Store::new());
         let cell = store.insert(Arc::new(Target::for_tests("t")));
         let info = crate::info::parse(&crate::info::tests::captured(server, file)).unwrap();
@@ -611,7 +517,43 @@ mod tests {
             Duration::ZERO,
             None,
         );
-        render(&store)
+        store
+    }
+
+    #[test]
+    fn poll_durations_are_one_histogram_unless_asked_per_target() {
+        let store = captured_store("redis-7.0", "healthy_aof_info_everything.txt");
+        let text = render(&store);
+        assert!(
+            text.contains("\nredis_persistence_exporter_poll_duration_seconds_count 1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("redis_persistence_exporter_poll_duration_seconds_count{"));
+        store.set_per_target_poll_duration(true);
+        let text = render(&store);
+        assert!(
+            text.contains(
+                "redis_persistence_exporter_poll_duration_seconds_count{target=\"t\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("redis_persistence_exporter_poll_duration_seconds_count 1"));
+    }
+
+    #[test]
+    fn process_series_follow_the_official_clients_names() {
+        let text = render_captured("redis-7.0", "healthy_aof_info_everything.txt");
+        for line in [
+            "# TYPE process_cpu_seconds counter\n",
+            "\nprocess_cpu_seconds_total ",
+            "\nprocess_resident_memory_bytes ",
+            "\nprocess_virtual_memory_bytes ",
+            "\nprocess_open_fds ",
+            "\nprocess_max_fds ",
+            "\nprocess_start_time_seconds ",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 
     #[test]
