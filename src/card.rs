@@ -44,6 +44,50 @@ impl CardState {
     }
 }
 
+/// How many card changes a target remembers: enough to see a flapping card on its page,
+/// small enough that 1,000 targets hold well under a megabyte of history.
+pub const CARD_CHANGES_KEPT: usize = 20;
+
+/// One change of the card, as the exporter saw it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CardChange {
+    /// The card before; `None` for the first reading this exporter took.
+    pub from: Option<CardState>,
+    /// The card after.
+    pub to: CardState,
+    /// When the change was seen, Unix seconds.
+    pub at_unix: f64,
+}
+
+/// The last [`CARD_CHANGES_KEPT`] card changes, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct CardChanges(std::collections::VecDeque<CardChange>);
+
+impl CardChanges {
+    /// Records a change, dropping the oldest beyond [`CARD_CHANGES_KEPT`].
+    pub fn push(&mut self, change: CardChange) {
+        if self.0.len() == CARD_CHANGES_KEPT {
+            self.0.pop_front();
+        }
+        self.0.push_back(change);
+    }
+
+    /// The kept changes, oldest first.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &CardChange> {
+        self.0.iter()
+    }
+
+    /// How many changes are kept.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no change was seen yet.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +127,20 @@ mod tests {
             parse("aof_enabled:1\naof_last_bgrewrite_status:ok\naof_last_write_status:err\n")
                 .unwrap();
         assert_eq!(CardState::from_info(&info), CardState::Ok);
+    }
+
+    #[test]
+    fn card_changes_keep_the_last_twenty() {
+        let mut changes = CardChanges::default();
+        for i in 0..25 {
+            changes.push(CardChange {
+                from: Some(CardState::Ok),
+                to: CardState::Err,
+                at_unix: f64::from(i),
+            });
+        }
+        assert_eq!(changes.len(), CARD_CHANGES_KEPT);
+        assert_eq!(changes.iter().next().map(|c| c.at_unix), Some(5.0));
+        assert_eq!(changes.iter().last().map(|c| c.at_unix), Some(24.0));
     }
 }

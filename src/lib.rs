@@ -33,7 +33,8 @@
 //! - `report`: the Last AOF Rewrite Status card's reading of a target, for people.
 //! - `metrics`: maps state to OpenMetrics series.
 //! - `check`: the one-shot `check` command.
-//! - `http`: serves `/metrics`, `/probe`, the status page; TLS and basic auth.
+//! - `http`: serves `/metrics`, `/probe`, the status pages (`/`, `/target`); TLS and basic
+//!   auth.
 //! - `daemon`: the reload / discovery / shutdown loop.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -72,7 +73,10 @@ pub use config::{
 };
 pub use daemon::{run as run_daemon, DaemonError, Reloader};
 pub use discovery::offline as with_file_sd_targets;
-pub use http::{load_web_config, WebConfig, GZIP_LEVEL};
+pub use http::{
+    fleet_page as render_status_page, load_web_config, target_page as render_target_page,
+    Filter as StatusFilter, FilterError as StatusFilterError, StateFilter, WebConfig, GZIP_LEVEL,
+};
 pub use metrics::render as render_metrics;
 pub use redis::cleanup as remove_relay_sockets;
 /// The fuzzer's way into the reply path (shape check, then the client's decoder); panics

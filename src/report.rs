@@ -134,7 +134,8 @@ fn card_label<S: serde::Serializer>(card: &Option<CardState>, out: S) -> Result<
     out.serialize_str(card.map_or("unknown", CardState::label))
 }
 
-fn human_bytes(bytes: u64) -> String {
+/// `1.5 MiB`: bytes for people.
+pub(crate) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;

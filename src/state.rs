@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::backup::Board;
-use crate::card::CardState;
+use crate::card::{CardChange, CardChanges, CardState};
 use crate::cause::{FailureKind, FreeSpace, LogEvidence, Reason};
 use crate::headroom::{self, DiskPrediction, ForkHeadroom};
 use crate::history::Diagnosis;
@@ -209,6 +209,8 @@ pub struct TargetState {
     pub restarts: Restarts,
     /// The card before the exporter restarted (from the state file), until the first poll.
     restored_card: Option<CardState>,
+    /// The last few card changes, for the target's status page.
+    pub card_changes: CardChanges,
 }
 
 /// What a target's state keeps across an exporter restart (`crate::persist` writes it to the
@@ -250,6 +252,7 @@ impl TargetState {
             aof_growth_bytes_per_second: None,
             restarts: Restarts::default(),
             restored_card: None,
+            card_changes: CardChanges::default(),
         }
     }
 
@@ -321,6 +324,11 @@ impl TargetState {
         };
         if card_before != Some(snapshot.card) {
             self.card_since_unix = Some(snapshot.taken_at_unix);
+            self.card_changes.push(CardChange {
+                from: card_before,
+                to: snapshot.card,
+                at_unix: snapshot.taken_at_unix,
+            });
         }
         self.observe_aof_growth(&snapshot);
         self.latest = Some(snapshot);
@@ -579,6 +587,7 @@ mod tests {
         );
         // Started over, the streak would date from the reconnect (200), not the first err.
         assert_eq!(state.diagnosis.aof.err_since_unix, Some(100.0));
+        assert_eq!(state.card_changes.len(), 1, "err, down, err is one change");
     }
 
     #[test]
@@ -622,9 +631,7 @@ mod tests {
     #[test]
     fn the_fleet_histogram_counts_every_target_and_outlives_them() {
         let store = Store::new();
-        let target = |name: &str| {
-            Arc::new(crate::target::Target::for_tests(name))
-        };
+        let target = |name: &str| Arc::new(crate::target::Target::for_tests(name));
         let a = store.insert(target("a"));
         let b = store.insert(target("b"));
         lock(&a).record_failure("timeout", Duration::from_millis(3));

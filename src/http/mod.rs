@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -20,15 +20,17 @@ use tower_http::timeout::TimeoutLayer;
 mod allow_list;
 mod probe;
 mod server;
+mod status_page;
+mod target_page;
 mod web_config;
 
-use crate::card::CardState;
 use crate::config::Settings;
 use crate::metrics;
-use crate::report::{self, TargetReport};
-use crate::state::{unix_seconds, Store};
+use crate::state::Store;
 use probe::ProbeError;
 pub use server::{connection_cap, raise_descriptor_limit};
+pub use status_page::{fleet_page, Filter, FilterError, StateFilter};
+pub use target_page::target_page;
 use web_config::BasicAuth;
 pub use web_config::{load as load_web_config, WebConfig};
 
@@ -91,7 +93,8 @@ impl AppState {
 /// requires it.
 pub fn router(state: AppState, auth: Option<Arc<BasicAuth>>, lifecycle: bool) -> Router {
     let mut router = Router::new()
-        .route("/", get(landing))
+        .route("/", get(status_page::fleet))
+        .route("/target", get(target_page::target))
         .route("/metrics", get(scrape))
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(|| async { "OK\n" }))
@@ -195,144 +198,4 @@ async fn scrape(State(AppState { store, renders, .. }): State<AppState>) -> Resp
         Ok(body) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response(),
     }
-}
-
-async fn landing(State(AppState { store, renders, .. }): State<AppState>) -> Response {
-    // The same bound and thread as a scrape: it reads every target too.
-    let Ok(_permit) = renders.acquire_owned().await else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
-    };
-    let page = move || {
-        let now = unix_seconds(SystemTime::now());
-        let mut reports: Vec<TargetReport> = store.with_all(|targets| {
-            targets
-                .iter()
-                .map(|t| report::read_with_backup(t, store.backups(), now))
-                .collect()
-        });
-        // What needs someone first: err, then unreachable, then the rest; by name within each.
-        let rank = |r: &TargetReport| match r.card {
-            Some(CardState::Err) => 0,
-            None => 1,
-            Some(CardState::Ok) => 2,
-            Some(CardState::NotApplicable) => 3,
-        };
-        reports.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.target.cmp(&b.target)));
-        status_page(&reports, now)
-    };
-    match tokio::task::spawn_blocking(page).await {
-        Ok(body) => Html(body).into_response(),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response(),
-    }
-}
-
-/// The status page: every target's card with the brief's reading. Plain HTML that refreshes
-/// itself; no JavaScript, no external assets.
-pub fn status_page(reports: &[TargetReport], now_unix: f64) -> String {
-    use std::fmt::Write;
-    let mut body = String::new();
-    let errs = reports
-        .iter()
-        .filter(|r| r.card == Some(CardState::Err))
-        .count();
-    let down = reports.iter().filter(|r| !r.up).count();
-    let _ = write!(
-        body,
-        "<p class=\"summary\">{} target(s): {errs} err, {down} unreachable.</p>",
-        reports.len()
-    );
-    for r in reports {
-        let (class, label) = match r.card {
-            Some(CardState::Ok) => ("ok", "ok"),
-            Some(CardState::Err) => ("err", "err"),
-            Some(CardState::NotApplicable) => ("na", "n/a"),
-            None => ("unknown", "unknown"),
-        };
-        let since = r
-            .card_since_unix
-            .map(|at| {
-                format!(
-                    "since {} ago",
-                    humantime::format_duration(
-                        Duration::from_secs((now_unix - at).max(0.0) as u64)
-                    )
-                )
-            })
-            .unwrap_or_default();
-        let streak = if r.fields.aof_rewrite_stuck {
-            format!(
-                "<span class=\"tag stuck\">stuck: {} failed attempts</span>",
-                r.fields.aof_rewrite_failures_in_streak
-            )
-        } else if r.card == Some(CardState::Err) {
-            "<span class=\"tag\">1 failed attempt so far</span>".to_owned()
-        } else if r.fields.aof_rewrite_transient_recoveries > 0 {
-            format!(
-                "<span class=\"tag\">{} transient err(s) recovered</span>",
-                r.fields.aof_rewrite_transient_recoveries
-            )
-        } else {
-            String::new()
-        };
-        let _ = write!(
-            body,
-            "<section class=\"target {class}\" id=\"target-{id}\"><h2><span class=\"card {class}\">{label}</span> {name}</h2>\
-             <p class=\"since\">Last AOF Rewrite Status {since} {streak}</p><p class=\"headline\">{headline}</p>",
-            id = escape(&r.target).replace([' ', '/', ':'], "-"),
-            name = escape(&r.target),
-            headline = escape(&r.headline),
-        );
-        if let Some(backup) = &r.backup {
-            let _ = write!(body, "<p class=\"backup\">{}</p>", escape(&backup.line));
-        }
-        if !r.causes.is_empty() {
-            body.push_str("<ul class=\"causes\">");
-            for c in &r.causes {
-                let _ = write!(
-                    body,
-                    "<li>probable cause ({}): <b>{}</b> &mdash; {}</li>",
-                    c.mechanism,
-                    c.reason,
-                    escape(c.advice)
-                );
-            }
-            body.push_str("</ul>");
-        }
-        if !r.context.is_empty() {
-            body.push_str("<ul class=\"context\">");
-            for line in &r.context {
-                let _ = write!(body, "<li>{}</li>", escape(line));
-            }
-            body.push_str("</ul>");
-        }
-        if !r.next_steps.is_empty() {
-            body.push_str("<ol class=\"steps\">");
-            for step in &r.next_steps {
-                let _ = write!(body, "<li>{}</li>", escape(step));
-            }
-            body.push_str("</ol>");
-        }
-        body.push_str("</section>\n");
-    }
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta http-equiv=\"refresh\" content=\"5\"><title>redis-persistence-exporter</title>\
-         <style>body{{font-family:sans-serif;margin:1.5em;max-width:70em}}\
-         .card{{display:inline-block;min-width:4.5em;text-align:center;color:#fff;border-radius:4px;padding:.1em .4em}}\
-         .card.ok{{background:#2e7d32}}.card.err{{background:#c62828}}.card.na{{background:#9e9e9e}}.card.unknown{{background:#ef6c00}}\
-         section{{border-left:6px solid #ccc;padding:.2em 1em;margin:1em 0}}section.ok{{border-color:#2e7d32}}\
-         section.err{{border-color:#c62828}}section.na{{border-color:#9e9e9e}}section.unknown{{border-color:#ef6c00}}\
-         .tag{{background:#eee;border-radius:3px;padding:0 .3em;margin-left:.5em}}.tag.stuck{{background:#ffcdd2}}\
-         h2{{font-size:1.1em}}</style></head><body>\
-         <h1>Redis persistence</h1><p><a href=\"/metrics\">/metrics</a> &middot; refreshes every 5 s &middot; version {}</p>{body}</body></html>\n",
-        env!("CARGO_PKG_VERSION")
-    )
-}
-
-/// Minimal HTML escaping for names that come from the config.
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }

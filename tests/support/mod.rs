@@ -11,6 +11,7 @@
 //! - [`exporter`]: the exporter binary, its config, run to completion or served.
 //! - [`exposition`]: the one exposition parser and matching rule.
 //! - [`prometheus`]: Prometheus and Alertmanager.
+//! - [`chromium`]: headless Chromium, for the DOM and screenshots of the status pages.
 //! - [`http`], [`pki`], [`tmpfs`], [`findings`]: small helpers, one copy each.
 //!
 //! Waiting is always for a condition polled up to a deadline; a timeout panics with what was
@@ -19,6 +20,7 @@
 // Each test binary uses a different subset of the harness.
 #![allow(dead_code, unused_imports)]
 
+pub mod chromium;
 pub mod exporter;
 pub mod exposition;
 pub mod fake_redis;

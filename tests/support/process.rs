@@ -53,6 +53,29 @@ impl Proc {
         }
     }
 
+    /// [`Proc::spawn`] with stdout in its own file, for a process whose output is its result
+    /// (`chromium --dump-dom`); stderr still goes to `log`.
+    pub fn spawn_with_stdout(
+        name: &'static str,
+        mut command: Command,
+        stdout: &Path,
+        log: PathBuf,
+    ) -> Proc {
+        let out = fs::File::create(stdout).expect("create stdout file");
+        let err = fs::File::create(&log).expect("create log file");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            name,
+            child: Some(child),
+            log,
+        }
+    }
+
     /// Polls `ready` until it holds. The process exiting first, or [`START_TIMEOUT`] passing
     /// (the process is then killed), is an error with the end of its output.
     pub fn await_ready(&mut self, mut ready: impl FnMut(&Proc) -> bool) -> Result<(), String> {
