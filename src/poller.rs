@@ -150,9 +150,13 @@ impl Poller {
             && self
                 .schedule
                 .due(self.config_read_at, self.schedule.config_refresh);
-        let scope = if self
-            .schedule
-            .due(self.siblings_read_at, self.schedule.siblings_refresh)
+        // A kept connection that closed since the last poll: the server may have restarted,
+        // so this poll reads everything (run_id included) and sees the restart at once.
+        let reconnecting = self.connection.as_ref().is_some_and(|c| !c.is_alive());
+        let scope = if reconnecting
+            || self
+                .schedule
+                .due(self.siblings_read_at, self.schedule.siblings_refresh)
         {
             InfoScope::Full
         } else {
