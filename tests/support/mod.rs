@@ -8,6 +8,7 @@
 //!   socket, another uid, data dir anywhere (a [`Tmpfs`]), password, redis.conf lines.
 //! - [`redis_faults`]: driving real faults in a running [`Redis`].
 //! - [`resp`]: a RESP client and encoding; [`fake_redis`]: a fake server that misbehaves.
+//! - [`dashboard`]: the dashboards' panels and queries, variables filled as Grafana does.
 //! - [`exporter`]: the exporter binary, its config, run to completion or served.
 //! - [`exposition`]: the one exposition parser and matching rule.
 //! - [`prometheus`]: Prometheus and Alertmanager.
@@ -21,6 +22,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod chromium;
+pub mod dashboard;
 pub mod exporter;
 pub mod exposition;
 pub mod fake_redis;
@@ -36,6 +38,7 @@ pub mod server;
 pub mod tmpfs;
 pub mod topology;
 
+pub use dashboard::*;
 pub use exporter::*;
 pub use exposition::*;
 pub use fake_redis::{Behavior, FakeRedis};

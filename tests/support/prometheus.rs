@@ -42,6 +42,14 @@ pub fn prometheus_config(
     out
 }
 
+/// [`prometheus_config`] without rules or alerting, scraping every `interval` (timeout the
+/// same): for an exposition too large to scrape every second on a loaded machine.
+pub fn prometheus_config_every(interval: &str, scrape_configs: &str) -> String {
+    format!(
+        "global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n  evaluation_interval: {interval}\nscrape_configs:\n{scrape_configs}"
+    )
+}
+
 /// A scrape config for one job of static `127.0.0.1:<port>` targets.
 pub fn static_job(job: &str, port: u16) -> String {
     format!("  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n")
