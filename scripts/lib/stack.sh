@@ -8,7 +8,7 @@
 # RedisSpec::aof() in tests/support/redis.rs (same flags as start_redis, plus --maxmemory),
 # its Prometheus config comes from prometheus_config / static_job in
 # tests/support/prometheus.rs (same global block and job as write_prometheus_config). Change
-# both sides together.
+# both sides together. Its 1,001-target stack is mirrored by scripts/bench-dashboard-queries.sh.
 #
 # Every process started here is recorded in STACK_PIDS; call stack_stop_all from an EXIT trap.
 
