@@ -1,6 +1,6 @@
-//! `info::parse` on every reference INFO reply in `shared/reference/info/`.
+//! `info::parse` on every reference INFO reply in `tests/data/info/reference/`.
 //!
-//! The replies are read at run time from `$CARGO_MANIFEST_DIR/../shared/reference/info`, so
+//! The replies are read at run time from `$CARGO_MANIFEST_DIR/tests/data/info/reference`, so
 //! a new reference file is benchmarked without touching this file. Run with
 //! `cargo bench --bench info_parser`.
 
@@ -11,7 +11,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use redis_persistence_exporter::info;
 
 fn reference_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/info")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/info/reference")
 }
 
 /// Every `*.txt` reply, sorted by name, as `(name, text)`.

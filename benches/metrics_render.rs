@@ -28,7 +28,7 @@ const REPLY: &str = "healthy_aof_info_everything.txt";
 
 fn reply_text() -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/reference/info")
+        .join("tests/data/info/reference")
         .join(REPLY);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }

@@ -20,7 +20,7 @@ const TARGETS: usize = 1_000;
 
 fn reply(file: &str) -> info::Info {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/reference/info")
+        .join("tests/data/info/reference")
         .join(file);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));

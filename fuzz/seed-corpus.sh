@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Seeds fuzz/corpus/info_parser/ with the reference INFO replies captured from real Redis
-# (shared/reference/info/*.txt beside the repository), so the fuzzer starts from real
+# (tests/data/info/reference/*.txt), so the fuzzer starts from real
 # replies rather than from nothing. The corpus is generated, never committed.
 set -euo pipefail
 
 fuzz_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-reference="${REFERENCE_DIR:-$fuzz_dir/../../shared/reference/info}"
+reference="${REFERENCE_DIR:-$fuzz_dir/../tests/data/info/reference}"
 corpus="$fuzz_dir/corpus/info_parser"
 
 if ! compgen -G "$reference/*.txt" >/dev/null; then

@@ -95,7 +95,7 @@ mod tests {
 
     fn card_of(file: &str) -> CardState {
         let path = format!(
-            "{}/../shared/reference/info/{file}",
+            "{}/tests/data/info/reference/{file}",
             env!("CARGO_MANIFEST_DIR")
         );
         CardState::from_info(&parse(&std::fs::read_to_string(path).unwrap()).unwrap())

@@ -594,7 +594,7 @@ pub(crate) mod tests {
 
     fn reference(name: &str) -> String {
         let path = format!(
-            "{}/../shared/reference/info/{name}",
+            "{}/tests/data/info/reference/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
@@ -761,7 +761,7 @@ pub(crate) mod tests {
 
     #[test]
     fn every_reference_reply_parses_with_lf_too() {
-        let dir = format!("{}/../shared/reference/info", env!("CARGO_MANIFEST_DIR"));
+        let dir = format!("{}/tests/data/info/reference", env!("CARGO_MANIFEST_DIR"));
         for entry in std::fs::read_dir(dir).unwrap() {
             let crlf = std::fs::read_to_string(entry.unwrap().path()).unwrap();
             let lf = crlf.replace("\r\n", "\n");

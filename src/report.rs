@@ -566,7 +566,7 @@ mod tests {
         let mut state = TargetState::new(Arc::new(target));
         for file in files {
             let path = format!(
-                "{}/../shared/reference/info/{file}",
+                "{}/tests/data/info/reference/{file}",
                 env!("CARGO_MANIFEST_DIR")
             );
             let info = parse(&std::fs::read_to_string(path).unwrap()).unwrap();

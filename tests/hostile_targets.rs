@@ -389,7 +389,7 @@ fn reference_replies() -> &'static [(String, Vec<u8>)] {
 }
 
 fn read_reference_replies() -> Vec<(String, Vec<u8>)> {
-    let dir = format!("{}/../shared/reference/info", env!("CARGO_MANIFEST_DIR"));
+    let dir = format!("{}/tests/data/info/reference", env!("CARGO_MANIFEST_DIR"));
     let mut replies: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("read {dir}: {e}"))
         .map(|entry| {

@@ -147,7 +147,7 @@ fn accept_loop(
 /// The healthy `INFO` text: a reference reply captured from Redis 7.0.15.
 pub fn healthy_info_text() -> Vec<u8> {
     let path = format!(
-        "{}/../shared/reference/info/healthy_rdb_info_everything.txt",
+        "{}/tests/data/info/reference/healthy_rdb_info_everything.txt",
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
