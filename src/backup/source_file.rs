@@ -32,7 +32,9 @@ pub fn newest_match(pattern: &str) -> Result<Found, CheckError> {
             .and_then(|path| read_file(&path));
         match found {
             Ok(Some(found)) => {
-                if newest.is_none_or(|n| found.modified_unix > n.modified_unix) {
+                // glob yields paths in name order, so on a tie (a coarse-grained file
+                // system's mtime) the later name wins, as names of backups carry their time.
+                if newest.is_none_or(|n| found.modified_unix >= n.modified_unix) {
                     newest = Some(found);
                 }
             }

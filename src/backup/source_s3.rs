@@ -49,7 +49,9 @@ pub async fn newest(
         })?)
     };
     let mut listing = store.list(folder.as_ref());
-    let mut newest: Option<Found> = None;
+    // S3 keeps `LastModified` to the second, so two backups written within one second tie;
+    // the greater key wins then, because backup names carry their time and sort by it.
+    let mut newest: Option<(Found, String)> = None;
     while let Some(item) = listing.next().await {
         let meta = item.map_err(|e| classify(&e, &scrub))?;
         if !meta.location.as_ref().starts_with(prefix) {
@@ -59,11 +61,15 @@ pub async fn newest(
             modified_unix: meta.last_modified.timestamp_millis() as f64 / 1000.0,
             size_bytes: meta.size,
         };
-        if newest.is_none_or(|n| found.modified_unix > n.modified_unix) {
-            newest = Some(found);
+        let key = meta.location.as_ref();
+        let newer = newest.as_ref().is_none_or(|(n, newest_key)| {
+            (found.modified_unix, key) > (n.modified_unix, newest_key.as_str())
+        });
+        if newer {
+            newest = Some((found, key.to_owned()));
         }
     }
-    newest.ok_or_else(|| {
+    newest.map(|(found, _)| found).ok_or_else(|| {
         CheckError::new(
             Reason::NotFound,
             format!("no object under s3://{bucket}/{prefix}"),
