@@ -150,13 +150,10 @@ impl Poller {
             && self
                 .schedule
                 .due(self.config_read_at, self.schedule.config_refresh);
-        // A kept connection that closed since the last poll: the server may have restarted,
-        // so this poll reads everything (run_id included) and sees the restart at once.
-        let reconnecting = self.connection.as_ref().is_some_and(|c| !c.is_alive());
-        let scope = if reconnecting
-            || self
-                .schedule
-                .due(self.siblings_read_at, self.schedule.siblings_refresh)
+        // A poll that opens a connection reads everything too (see `poll_once`).
+        let scope = if self
+            .schedule
+            .due(self.siblings_read_at, self.schedule.siblings_refresh)
         {
             InfoScope::Full
         } else {
@@ -181,6 +178,7 @@ impl Poller {
         }
         match outcome {
             Ok(reading) => {
+                let scope = reading.scope;
                 if scope == InfoScope::Full {
                     self.siblings_read_at = Some(started);
                 }
@@ -380,6 +378,8 @@ async fn read_causes(target: &Target, key: FailureKey) -> Causes {
 /// One successful poll's yield.
 struct Reading {
     info: info::Info,
+    /// What was read: more than asked for on a new connection.
+    scope: InfoScope,
     /// Present when `CONFIG GET` was due.
     config: Option<ConfigStatus>,
 }
@@ -392,9 +392,15 @@ async fn poll_once(
     config_due: bool,
     scope: InfoScope,
 ) -> Result<Reading, PollError> {
+    // A connection is to one server process, so every persistence-only reply comes from the
+    // server whose run_id the connection's first reply named. A new connection may reach a
+    // restarted server: its first reply reads everything, run_id included, so a restart is
+    // seen on the very poll that first reaches the new server, never after it.
+    let mut scope = scope;
     if connection.as_ref().is_none_or(|c| !c.is_alive()) {
         *connection = None;
         *connection = Some(Connection::open(target, timeout).await?);
+        scope = InfoScope::Full;
     }
     let Some(open) = connection.as_mut() else {
         unreachable!("connection was just opened");
@@ -405,7 +411,11 @@ async fn poll_once(
         (Some(command), true) => Some(read_redis_settings(open, command).await?),
         _ => None,
     };
-    Ok(Reading { info, config })
+    Ok(Reading {
+        info,
+        scope,
+        config,
+    })
 }
 
 /// `CONFIG GET` of [`redis_settings::KEYS`]: in one call on Redis 7.0+, one per key on older

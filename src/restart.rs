@@ -2,8 +2,11 @@
 //! and how long the load that followed took ("recent restart plus prior err equals investigate
 //! the AOF-load time").
 //!
-//! A restart is a new `run_id`, read with the server section: on the first poll after a
-//! failed one, else within `siblings_refresh_interval`. The load time comes from the Redis log's "DB loaded from
+//! A restart is a new `run_id`, read with the server section on the first poll of every new
+//! connection, and a restarted server is only ever reached on a new connection: so the restart
+//! is seen on the first poll that reaches the new server, and the card at the restart is the
+//! previous poll's. (`uptime_in_seconds` dates the start, to within a second or so: it is a
+//! difference of whole seconds.) The load time comes from the Redis log's "DB loaded from
 //! append only file: N seconds" line when the exporter reads the log (`log_file`), else from
 //! polls that saw `loading:1`: the first poll after the load, minus `loading_start_time`, an
 //! upper bound within one poll interval. A load too quick for any poll to see, without the
@@ -35,15 +38,12 @@ pub struct Restarts {
     pub last_load: Option<(f64, LoadSource)>,
     /// `loading_start_time` of a load seen running and not yet seen finished.
     loading_since_unix: Option<u64>,
-    /// The card at the latest polls, oldest first, with their Unix seconds. A persistence-only
-    /// poll carries the previous `run_id`, so a restart may be seen a poll or two after the
-    /// restarted server's first reply (whose card is ok again): the card at the restart is
-    /// the latest one seen before the new server's start time.
-    recent_cards: Vec<(f64, CardState)>,
+    /// The card at the previous successful poll. A restart is seen on the first poll that
+    /// reaches the new server (the poller reads everything, `run_id` included, on every new
+    /// connection), so the card at the restart is the previous poll's.
+    #[serde(default)]
+    card_before: Option<CardState>,
 }
-
-/// How many recent cards are kept: more than the polls a restart can go unseen.
-const RECENT_CARDS: usize = 8;
 
 impl Restarts {
     /// Folds in one successful poll at `now_unix` whose card is `card`; `log_load_seconds`
@@ -61,22 +61,13 @@ impl Restarts {
             let started = info
                 .uptime_seconds
                 .map_or(now_unix, |up| (now_unix - up as f64).max(0.0));
-            let card_then = self
-                .recent_cards
-                .iter()
-                .rev()
-                .find(|(at, _)| *at < started)
-                .or(self.recent_cards.last())
-                .map(|(_, card)| *card);
-            self.restarted_while_err_unix = (card_then == Some(CardState::Err)).then_some(started);
+            self.restarted_while_err_unix =
+                (self.card_before == Some(CardState::Err)).then_some(started);
         }
         if info.run_id.is_some() {
             self.run_id.clone_from(&info.run_id);
         }
-        if self.recent_cards.len() == RECENT_CARDS {
-            self.recent_cards.remove(0);
-        }
-        self.recent_cards.push((now_unix, card));
+        self.card_before = Some(card);
         if let Some(seconds) = log_load_seconds {
             self.last_load = Some((seconds, LoadSource::Log));
             self.loading_since_unix = None;
@@ -174,13 +165,12 @@ mod tests {
     }
 
     #[test]
-    fn a_restart_seen_late_takes_the_card_before_the_start() {
-        // The first reply of the new server came on a persistence-only poll: it carried the
-        // old run_id and an ok card. The card at the restart was still err.
+    fn the_card_at_a_restart_is_the_previous_polls_whatever_the_uptime_says() {
+        // Redis's uptime is a difference of whole seconds: a server 0.4 s old may say 1.
         let mut r = Restarts::default();
-        r.observe(&info("run_id:a uptime_in_seconds:50"), Err, 100.0, None);
-        r.observe(&info("run_id:a uptime_in_seconds:50"), Ok, 110.0, None);
-        r.observe(&info("run_id:b uptime_in_seconds:15"), Ok, 120.0, None);
-        assert_eq!(r.restarted_while_err_unix, Some(105.0));
+        r.observe(&info("run_id:a uptime_in_seconds:1"), Ok, 614.0, None);
+        r.observe(&info("run_id:a uptime_in_seconds:2"), Err, 615.6, None);
+        r.observe(&info("run_id:b uptime_in_seconds:1"), Ok, 616.1, None);
+        assert_eq!(r.restarted_while_err_unix, Some(615.1));
     }
 }

@@ -53,8 +53,10 @@ pub struct FileConfig {
     /// connection. `false` opens a connection for every poll and closes it right after: no
     /// descriptor or client memory is held between polls, on the exporter or on Redis, at the
     /// price of the client's connection handshake on every poll (`PING`, `CLIENT ID` and
-    /// `INFO server`, plus `AUTH` with credentials: 3-4 more commands). Meant for very large
-    /// fleets polled at long intervals. Default true.
+    /// `INFO server`, plus `AUTH` with credentials: 3-4 more commands), and every poll reads
+    /// all the INFO sections, as the first poll of any connection does (a restarted server
+    /// is seen on its first poll). Meant for very large fleets polled at long intervals.
+    /// Default true.
     #[serde(default = "default_keep_connections")]
     pub keep_connections: bool,
     /// Also export `redis_persistence_exporter_poll_duration_seconds` per target (15 series
