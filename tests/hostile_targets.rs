@@ -294,7 +294,9 @@ fn each_hostile_target_fails_with_its_own_reason_while_a_healthy_one_keeps_its_s
     );
 
     // The fakes really did what they claim: each failed poll reached its fault (a silent
-    // server never gets as far as an INFO, so there each poll is a fresh connection).
+    // server never gets as far as an INFO, so there each poll is a fresh connection). A fake
+    // counts an enormous reply only once its write fails, which can be after the exporter
+    // has recorded the failure: wait for the count, with a deadline.
     for (case, fake) in cases.iter().zip(&fakes) {
         let stats = fake.stats();
         let (what, count) = match case.fault {
@@ -302,6 +304,10 @@ fn each_hostile_target_fails_with_its_own_reason_while_a_healthy_one_keeps_its_s
             Behavior::Enormous => ("replies past the budget", &stats.oversized_replies),
             _ => ("INFO requests", &stats.info_requests),
         };
+        let deadline = Instant::now() + STATE_TIMEOUT;
+        while count.load(Ordering::Relaxed) < FAULT_POLLS as u64 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let count = count.load(Ordering::Relaxed);
         assert!(
             count >= FAULT_POLLS as u64,
