@@ -23,7 +23,8 @@
 # the whole process on every core, CPU ticks (utime+stime) and schedstat over a second window
 # divided by the polls in it, and context switches per poll. --unpinned-window S sets that
 # window (default 20 s; 0 skips it). BENCH_UNPINNED_ENV="NAME=VALUE ..." adds environment to
-# that run only (e.g. TOKIO_WORKER_THREADS=2 to compare runtime widths).
+# that run only (e.g. TOKIO_WORKER_THREADS=2 to compare runtime widths). BENCH_UNPINNED_PROFILE=1
+# then profiles that exporter (perf stat, perf record, strace -c) into the run's folder.
 #
 # Also, from the redis-servers over the same window: commands and commandstats CPU per poll
 # (CONFIG RESETSTAT at the start), and redis-server process CPU (utime+stime, background cron
@@ -161,6 +162,32 @@ start_pinned() {
     EXPORTER_PID=$!
     STACK_PIDS+=("${EXPORTER_PID}")
     await_ready "${EXPORTER_PID}" exporter "$2" "$4" http_get "http://127.0.0.1:$3/metrics"
+}
+
+# profile_unpinned DIR PID: where the unpinned exporter's time goes, 10 s each: scheduler
+# counts (perf stat), a call-graph profile (perf record, cpu-clock) and system calls
+# (strace -c, which slows the process: its counts matter, not its times). Reports go to
+# DIR/profile-*.txt; the polls counted during each are in DIR/profile-polls.txt.
+profile_unpinned() {
+    local dir=$1 pid=$2 before after
+    command -v perf >/dev/null 2>&1 || die "BENCH_UNPINNED_PROFILE needs perf (apt-get install linux-perf)"
+    command -v strace >/dev/null 2>&1 || die "BENCH_UNPINNED_PROFILE needs strace (apt-get install strace)"
+    polls_now() {
+        http_get "http://127.0.0.1:${ports[0]}/metrics" |
+            awk '/^redis_persistence_exporter_polls_total/ {s += $NF} END {printf "%d\n", s}'
+    }
+    before=$(polls_now)
+    perf stat -e task-clock,context-switches,cpu-migrations,page-faults -p "${pid}" -- sleep 10 \
+        2>"${dir}/profile-perf-stat.txt"
+    after=$(polls_now)
+    echo "perf stat: $((after - before)) polls" >"${dir}/profile-polls.txt"
+    perf record -q -F 999 -g -p "${pid}" -o "${dir}/perf.data" -- sleep 10 2>/dev/null
+    perf report -q -i "${dir}/perf.data" --no-children --sort dso,symbol --stdio -g none \
+        --percent-limit 0.7 >"${dir}/profile-perf-report.txt" 2>/dev/null
+    before=$(polls_now)
+    timeout -s INT 10 strace -c -f -p "${pid}" -o "${dir}/profile-strace.txt" || true
+    after=$(polls_now)
+    echo "strace: $((after - before)) polls" >>"${dir}/profile-polls.txt"
 }
 
 # start_unpinned CONFIG LOG PORT TIMEOUT: the exporter on every core, as a user runs it, with
@@ -371,6 +398,11 @@ run_scenario() {
         utk1=$(cpu_ticks "${EXPORTER_PID}"); uns1=$(sched_ns "${EXPORTER_PID}"); ucs1=$(ctx_switches "${EXPORTER_PID}"); uw1=$(now)
         uload1=$(cut -d' ' -f1 /proc/loadavg)
         u_threads=$(status_kib "${EXPORTER_PID}" Threads)
+        if [[ -n "${BENCH_UNPINNED_PROFILE:-}" ]]; then
+            # After the window, so the tools' own cost is not in the figures above.
+            log "${label}: profiling the unpinned exporter (perf stat, perf record, strace -c; ~30 s)"
+            profile_unpinned "${dir}" "${EXPORTER_PID}" || log "profiling failed; see ${dir}/profile-*"
+        fi
         scrape_all u1
         upolls=$(($(metric_sum "${dir}/u1-0.txt" redis_persistence_exporter_polls_total) - $(metric_sum "${dir}/u0-0.txt" redis_persistence_exporter_polls_total)))
         unpinned=$(awk -v t=$((utk1 - utk0)) -v n=$((uns1 - uns0)) -v c=$((ucs1 - ucs0)) -v p="${upolls}" -v hz="${hz}" \
