@@ -398,13 +398,14 @@ run_scenario() {
         utk1=$(cpu_ticks "${EXPORTER_PID}"); uns1=$(sched_ns "${EXPORTER_PID}"); ucs1=$(ctx_switches "${EXPORTER_PID}"); uw1=$(now)
         uload1=$(cut -d' ' -f1 /proc/loadavg)
         u_threads=$(status_kib "${EXPORTER_PID}" Threads)
+        scrape_all u1
+        upolls=$(($(metric_sum "${dir}/u1-0.txt" redis_persistence_exporter_polls_total) - $(metric_sum "${dir}/u0-0.txt" redis_persistence_exporter_polls_total)))
         if [[ -n "${BENCH_UNPINNED_PROFILE:-}" ]]; then
-            # After the window, so the tools' own cost is not in the figures above.
+            # After the window, so the tools' own cost is not in the figures of the window.
             log "${label}: profiling the unpinned exporter (perf stat, perf record, strace -c; ~30 s)"
             profile_unpinned "${dir}" "${EXPORTER_PID}" || log "profiling failed; see ${dir}/profile-*"
         fi
-        scrape_all u1
-        upolls=$(($(metric_sum "${dir}/u1-0.txt" redis_persistence_exporter_polls_total) - $(metric_sum "${dir}/u0-0.txt" redis_persistence_exporter_polls_total)))
+
         unpinned=$(awk -v t=$((utk1 - utk0)) -v n=$((uns1 - uns0)) -v c=$((ucs1 - ucs0)) -v p="${upolls}" -v hz="${hz}" \
             -v a="${uw0}" -v b="${uw1}" -v l0="${uload0}" -v l1="${uload1}" 'BEGIN {
             printf "%.1f us utime+stime, %.1f us schedstat, %.2f context switches per poll (%d polls in %.1f s; load %s / %s)",
