@@ -137,12 +137,21 @@ struct S3 {
 }
 
 fn start_s3(log_dir: &Path) -> S3 {
+    start_s3_checking_keys_after(log_dir, None)
+}
+
+/// moto_server; with `Some(n)`, it checks credentials and IAM policies from its `n + 1`th
+/// request on, as S3 does (`INITIAL_NO_AUTH_ACTION_COUNT`): the first `n` set the server up.
+fn start_s3_checking_keys_after(log_dir: &Path, setup_requests: Option<u32>) -> S3 {
     let (proc, port) = start_on_free_port(
         "moto_server",
         &log_dir.join("moto.log"),
         |port| {
             let mut command = Command::new("moto_server");
             command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            if let Some(n) = setup_requests {
+                command.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
+            }
             command
         },
         |port, _| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
@@ -230,4 +239,98 @@ fn s3_source_reads_the_newest_object_and_names_a_missing_bucket() {
     let log = exporter.log();
     assert!(!log.contains("test-secret-value"), "{log}");
     assert!(!exporter.scrape().contains("test-secret-value"));
+}
+
+/// Writes `text` to `path` by renaming a new file over it, as a secret rotation does, so the
+/// exporter never reads a half-written secret.
+fn replace_file(path: &Path, text: &str) {
+    let new = path.with_extension("new");
+    std::fs::write(&new, text).unwrap();
+    std::fs::rename(&new, path).unwrap();
+}
+
+/// On a server that checks keys, as S3 does (five unchecked requests set it up): an IAM user
+/// allowed to read the bucket, its key, and one backup. Prints the key id and secret.
+const IAM_SETUP: &str = r#"
+import boto3, json, sys
+kw = dict(endpoint_url=sys.argv[1], region_name='us-east-1',
+          aws_access_key_id='setup', aws_secret_access_key='setup')
+iam = boto3.client('iam', **kw)
+iam.create_user(UserName='backup-reader')
+key = iam.create_access_key(UserName='backup-reader')['AccessKey']
+iam.put_user_policy(UserName='backup-reader', PolicyName='read', PolicyDocument=json.dumps(
+    {'Version': '2012-10-17',
+     'Statement': [{'Effect': 'Allow', 'Action': 's3:*', 'Resource': '*'}]}))
+s3 = boto3.client('s3', **kw)
+s3.create_bucket(Bucket='redis-backups')
+s3.put_object(Bucket='redis-backups', Key='orders-a.rdb', Body=b'x' * 10)
+print(key['AccessKeyId'], key['SecretAccessKey'])
+"#;
+
+#[test]
+fn s3_refused_credentials_are_reason_auth_and_a_fixed_secret_recovers() {
+    let logs = tempfile::tempdir().unwrap();
+    let s3 = start_s3_checking_keys_after(logs.path(), Some(5));
+    let out = Command::new("python3")
+        .args(["-c", IAM_SETUP, &s3.endpoint])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let (key_id, secret) = stdout.trim().split_once(' ').expect("key id and secret");
+    let secret_file = logs.path().join("s3-secret");
+    std::fs::write(&secret_file, secret).unwrap();
+    // A prefix without a `/`: moto 5.2.1 checks the signature of a list request whose
+    // `prefix` holds an encoded `/` against the decoded form and refuses even the right key
+    // (boto3 sees the same). Listing the bucket's top level avoids it.
+    let backup = format!(
+        "[backup]\nurl = \"s3://redis-backups/{{target}}-\"\nendpoint = {}\nallow_http = true\nregion = \"us-east-1\"\naccess_key_id = {}\nsecret_access_key_file = {}\nrefresh_interval = \"1s\"\ntimeout = \"1s\"\n",
+        toml_string(&s3.endpoint),
+        toml_string(key_id),
+        toml_string(&secret_file.display().to_string())
+    );
+    let exporter = Exporter::start(&config(&backup));
+
+    // Healthy: the user's own key reads the backup.
+    let m = exporter.wait_metrics(WAIT, "the backup is read with the right key", |m| {
+        m.value("redis_backup_up", "orders") == Some(1.0)
+    });
+    assert_eq!(m.value("redis_backup_size_bytes", "orders"), Some(10.0));
+
+    // Fault: the secret file now holds a wrong secret. S3 refuses the signature: `auth`,
+    // and the backup last read is still shown with its own time, never as a new one.
+    let wrong_secret = "wrong-secret-value-0123456789";
+    replace_file(&secret_file, wrong_secret);
+    let m = exporter.wait_metrics(WAIT, "the refused key is reason auth", |m| {
+        m.get(
+            "redis_backup_check_failures_total",
+            "orders",
+            &[("reason", "auth")],
+        )
+        .is_some_and(|n| n >= 1.0)
+            && m.value("redis_backup_up", "orders") == Some(0.0)
+    });
+    let other = m
+        .get(
+            "redis_backup_check_failures_total",
+            "orders",
+            &[("reason", "other")],
+        )
+        .unwrap_or(0.0);
+    assert_eq!(other, 0.0, "a refused key must not read as another failure");
+
+    // Recovery: the right secret again.
+    replace_file(&secret_file, secret);
+    exporter.wait_metrics(WAIT, "the right key reads the backup again", |m| {
+        m.value("redis_backup_up", "orders") == Some(1.0)
+    });
+    let log = exporter.log();
+    for secret_text in [secret, wrong_secret] {
+        assert!(!log.contains(secret_text), "a secret in the log:\n{log}");
+        assert!(!exporter.scrape().contains(secret_text));
+    }
 }
