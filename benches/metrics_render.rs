@@ -21,7 +21,7 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use redis_persistence_exporter::{
-    info, lock_target, render_metrics, Address, Snapshot, Store, Target, GZIP_LEVEL,
+    info, lock_target, render_metrics, Snapshot, Store, Target, GZIP_LEVEL,
 };
 
 const REPLY: &str = "healthy_aof_info_everything.txt";
@@ -37,23 +37,13 @@ fn reply_text() -> String {
 /// few Redis servers shared by many targets.
 fn target(i: usize) -> Target {
     Target {
-        name: format!("redis-{i:05}"),
         labels: vec![
             ("env".to_owned(), ["prod", "staging"][i % 2].to_owned()),
             ("shard".to_owned(), format!("shard-{}", i % 16)),
         ],
-        address: Address::Tcp {
-            host: "127.0.0.1".to_owned(),
-            port: 6379 + (i % 4) as u16,
-            tls: false,
-        },
-        username: None,
-        password: None,
         rdb_max_age: Duration::from_secs(24 * 3600),
         config_command: Some("CONFIG".to_owned()),
-        log_file: None,
-        data_dir: None,
-        tls: None,
+        ..Target::plain_tcp(&format!("redis-{i:05}"), "127.0.0.1", 6379 + (i % 4) as u16)
     }
 }
 

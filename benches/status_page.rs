@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use redis_persistence_exporter::{
-    info, lock_target, render_status_page, Address, Snapshot, StatusFilter, Store, Target,
+    info, lock_target, render_status_page, Snapshot, StatusFilter, Store, Target,
 };
 
 const TARGETS: usize = 1_000;
@@ -29,7 +29,6 @@ fn reply(file: &str) -> info::Info {
 
 fn target(i: usize) -> Target {
     Target {
-        name: format!("redis-{i:05}"),
         labels: vec![
             ("team".to_owned(), format!("team-{}", i % 8)),
             (
@@ -37,18 +36,8 @@ fn target(i: usize) -> Target {
                 if i % 3 == 0 { "prod" } else { "staging" }.to_owned(),
             ),
         ],
-        address: Address::Tcp {
-            host: "127.0.0.1".to_owned(),
-            port: 6379 + (i % 4) as u16,
-            tls: false,
-        },
-        username: None,
-        password: None,
         rdb_max_age: Duration::from_secs(24 * 3600),
-        config_command: None,
-        log_file: None,
-        data_dir: None,
-        tls: None,
+        ..Target::plain_tcp(&format!("redis-{i:05}"), "127.0.0.1", 6379 + (i % 4) as u16)
     }
 }
 

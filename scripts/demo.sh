@@ -36,15 +36,7 @@ done
 require_redis
 command -v cargo >/dev/null 2>&1 || die "cargo not found; install Rust from https://rustup.rs"
 
-workdir=$(mktemp -d "${TMPDIR:-/tmp}/redis-persistence-demo.XXXXXX")
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM
-    stack_stop_all
-    rm -rf "${workdir}"
-    exit "${status}"
-}
-trap cleanup EXIT
+stack_workdir redis-persistence-demo
 trap 'exit 130' INT
 trap 'exit 143' TERM
 

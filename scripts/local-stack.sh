@@ -70,15 +70,7 @@ alertmanager_config="${root}/deploy/alertmanager/alertmanager.yml"
 [[ -f "${rules}" ]] || die "missing ${rules}"
 [[ -f "${alertmanager_config}" ]] || die "missing ${alertmanager_config}"
 
-workdir=$(mktemp -d "${TMPDIR:-/tmp}/redis-persistence-stack.XXXXXX")
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM
-    stack_stop_all
-    rm -rf "${workdir}"
-    exit "${status}"
-}
-trap cleanup EXIT
+stack_workdir redis-persistence-stack
 # Stopping on request is the normal way to end early, hence exit 0 on TERM.
 trap 'exit 130' INT
 trap 'exit 0' TERM

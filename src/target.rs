@@ -160,16 +160,17 @@ pub enum PasswordError {
     EnvUnset,
 }
 
-#[cfg(test)]
 impl Target {
-    /// A plain TCP target named `name` with every optional setting off, for unit tests.
-    pub(crate) fn for_tests(name: &str) -> Target {
+    /// A plain TCP target at `host:port` named `name` with every optional setting off (no
+    /// labels, credentials, TLS, `CONFIG` reads, log or data dir; RDB max age 1 minute): the
+    /// base that unit tests and benchmarks build their targets from.
+    pub fn plain_tcp(name: &str, host: &str, port: u16) -> Target {
         Target {
             name: name.to_owned(),
             labels: vec![],
             address: Address::Tcp {
-                host: "h".into(),
-                port: 1,
+                host: host.to_owned(),
+                port,
                 tls: false,
             },
             username: None,
@@ -180,6 +181,12 @@ impl Target {
             data_dir: None,
             tls: None,
         }
+    }
+
+    /// [`Target::plain_tcp`] at a placeholder address, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(name: &str) -> Target {
+        Target::plain_tcp(name, "h", 1)
     }
 }
 

@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use support::exporter::{toml_string, Exporter};
+use support::exposition::Metrics;
 use support::process::start_on_free_port;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -30,6 +31,17 @@ fn write_backup(dir: &Path, name: &str, bytes: usize, age: Duration) {
         .unwrap()
         .set_times(FileTimes::new().set_modified(SystemTime::now() - age))
         .unwrap();
+}
+
+/// `target`'s backup checks have failed with `reason` at least once, and its backup is down.
+fn backup_failed(m: &Metrics, target: &str, reason: &str) -> bool {
+    m.get(
+        "redis_backup_check_failures_total",
+        target,
+        &[("reason", reason)],
+    )
+    .is_some_and(|n| n >= 1.0)
+        && m.value("redis_backup_up", target) == Some(0.0)
 }
 
 /// A config whose one target is never reachable: the backup is read apart from Redis.
@@ -101,14 +113,8 @@ fn file_source_fresh_then_stale_then_fresh_again() {
     let kept = m.value("redis_backup_last_success_timestamp_seconds", "orders");
     std::fs::remove_dir_all(dir.path()).unwrap();
     let m = exporter.wait_metrics(WAIT, "the missing directory is counted", |m| {
-        m.get(
-            "redis_backup_check_failures_total",
-            "orders",
-            &[("reason", "not_found")],
-        )
-        .is_some_and(|n| n >= 1.0)
+        backup_failed(m, "orders", "not_found")
     });
-    assert_eq!(m.value("redis_backup_up", "orders"), Some(0.0));
     assert_eq!(
         m.value("redis_backup_last_success_timestamp_seconds", "orders"),
         kept
@@ -174,8 +180,15 @@ fn put_objects(endpoint: &str, bucket: &str, objects: &[(&str, usize)]) {
         "import boto3\ns3 = boto3.client('s3', endpoint_url={endpoint:?}, region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\ntry:\n    s3.create_bucket(Bucket={bucket:?})\nexcept s3.exceptions.BucketAlreadyOwnedByYou:\n    pass\n{}\n",
         puts.join("\n")
     );
+    python(&script, &[]);
+}
+
+/// Runs a Python `script` with `args`; returns its stdout, or fails with its stderr.
+fn python(script: &str, args: &[&str]) -> String {
     let out = Command::new("python3")
-        .args(["-c", &script])
+        .arg("-c")
+        .arg(script)
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -183,6 +196,7 @@ fn put_objects(endpoint: &str, bucket: &str, objects: &[(&str, usize)]) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]
@@ -218,14 +232,8 @@ fn s3_source_reads_the_newest_object_and_names_a_missing_bucket() {
     assert!((0.0..120.0).contains(&age), "age {age}");
 
     let m = exporter.wait_metrics(WAIT, "the missing bucket is not_found", |m| {
-        m.get(
-            "redis_backup_check_failures_total",
-            "gone",
-            &[("reason", "not_found")],
-        )
-        .is_some_and(|n| n >= 1.0)
+        backup_failed(m, "gone", "not_found")
     });
-    assert_eq!(m.value("redis_backup_up", "gone"), Some(0.0));
     assert_eq!(
         m.value("redis_backup_last_success_timestamp_seconds", "gone"),
         None
@@ -271,16 +279,7 @@ print(key['AccessKeyId'], key['SecretAccessKey'])
 fn s3_refused_credentials_are_reason_auth_and_a_fixed_secret_recovers() {
     let logs = tempfile::tempdir().unwrap();
     let s3 = start_s3_checking_keys_after(logs.path(), Some(5));
-    let out = Command::new("python3")
-        .args(["-c", IAM_SETUP, &s3.endpoint])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = python(IAM_SETUP, &[&s3.endpoint]);
     let (key_id, secret) = stdout.trim().split_once(' ').expect("key id and secret");
     let secret_file = logs.path().join("s3-secret");
     std::fs::write(&secret_file, secret).unwrap();
@@ -306,13 +305,7 @@ fn s3_refused_credentials_are_reason_auth_and_a_fixed_secret_recovers() {
     let wrong_secret = "wrong-secret-value-0123456789";
     replace_file(&secret_file, wrong_secret);
     let m = exporter.wait_metrics(WAIT, "the refused key is reason auth", |m| {
-        m.get(
-            "redis_backup_check_failures_total",
-            "orders",
-            &[("reason", "auth")],
-        )
-        .is_some_and(|n| n >= 1.0)
-            && m.value("redis_backup_up", "orders") == Some(0.0)
+        backup_failed(m, "orders", "auth")
     });
     let other = m
         .get(

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use support::{
     fault_config, noise, poll_until, prometheus_config, repo, static_job, Exporter, Findings,
-    Metrics, Prometheus, Redis, RedisSpec, Reply, Target, Tmpfs, REDIS_CHANGE, SEE,
+    Metrics, Prometheus, Redis, RedisSpec, Reply, Target, Tmpfs, SEE,
 };
 use tempfile::TempDir;
 
@@ -189,20 +189,7 @@ fn a_rewrite_that_will_not_fit_alerts_before_it_fails() {
     f.note("RedisAOFRewriteWillNotFit firing; no rewrite attempted yet, card ok");
 
     // 3. The prediction comes true.
-    let reply = redis.cmd(&["BGREWRITEAOF"]);
-    let mut last = String::new();
-    let failed = poll_until(REDIS_CHANGE, || {
-        let info = redis.persistence();
-        last = format!("{info:?}");
-        info.get("aof_rewrite_in_progress").map(String::as_str) == Some("0")
-            && info.get("aof_last_bgrewrite_status").map(String::as_str) == Some("err")
-    });
-    assert!(
-        failed,
-        "BGREWRITEAOF ({}) predicted not to fit did not fail: {last}\n{}",
-        reply.text(),
-        redis.log_tail(10)
-    );
+    let reply = redis.failing_rewrite("predicted not to fit");
     let m = exporter.wait_metrics(SEE, "the failed rewrite and its cause are seen", |m| {
         m.card("r").as_deref() == Some("err")
             && m.reason("r", "aof_rewrite").as_deref() == Some("disk_full")

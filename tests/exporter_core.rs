@@ -95,6 +95,19 @@ fn load_and_slow_down(redis: &Redis) {
     );
 }
 
+/// An AOF Redis loaded and slowed down by [`load_and_slow_down`], polled every 500 ms as
+/// target `aof` (shaped by `target`, e.g. labels added) by a new exporter.
+fn slow_aof_target(target: impl FnOnce(Target) -> Target) -> (Redis, Exporter) {
+    let redis = Redis::start(RedisSpec::aof());
+    load_and_slow_down(&redis);
+    let exporter = Exporter::start(&config_toml(
+        "500ms",
+        "400ms",
+        &[target(Target::new(redis.url(), "aof"))],
+    ));
+    (redis, exporter)
+}
+
 /// Waits for the fork child of a background job `command` just issued and returns its pid.
 fn wait_for_fork_child(redis: &Redis, what: &str) -> u32 {
     let mut child = None;
@@ -354,13 +367,7 @@ fn aof_and_rdb_targets_expose_every_core_series() {
 
 #[test]
 fn killed_rewrite_turns_the_card_err_until_a_clean_rewrite() {
-    let redis = Redis::start(RedisSpec::aof());
-    load_and_slow_down(&redis);
-    let exporter = Exporter::start(&config_toml(
-        "500ms",
-        "400ms",
-        &[Target::new(redis.url(), "aof")],
-    ));
+    let (redis, exporter) = slow_aof_target(|t| t);
     exporter.wait_for(STATE_TIMEOUT, "the target is healthy", |body| {
         aof_healthy(body, "aof")
             && value(body, "redis_aof_rewrites_consecutive_failures", "aof") == Some(0.0)
@@ -393,13 +400,7 @@ fn killed_rewrite_turns_the_card_err_until_a_clean_rewrite() {
 
 #[test]
 fn aof_turned_off_after_a_failure_reads_not_applicable() {
-    let redis = Redis::start(RedisSpec::aof());
-    load_and_slow_down(&redis);
-    let exporter = Exporter::start(&config_toml(
-        "500ms",
-        "400ms",
-        &[Target::new(redis.url(), "aof").label("env", "test")],
-    ));
+    let (redis, exporter) = slow_aof_target(|t| t.label("env", "test"));
     exporter.wait_for(STATE_TIMEOUT, "the target is healthy", |body| {
         aof_healthy(body, "aof")
     });
@@ -447,13 +448,7 @@ fn aof_turned_off_after_a_failure_reads_not_applicable() {
 
 #[test]
 fn killed_bgsave_shows_in_rdb_status_but_not_in_the_card() {
-    let redis = Redis::start(RedisSpec::aof());
-    load_and_slow_down(&redis);
-    let exporter = Exporter::start(&config_toml(
-        "500ms",
-        "400ms",
-        &[Target::new(redis.url(), "aof")],
-    ));
+    let (redis, exporter) = slow_aof_target(|t| t);
     exporter.wait_for(STATE_TIMEOUT, "the target is healthy", |body| {
         aof_healthy(body, "aof") && value(body, "redis_rdb_last_bgsave_status", "aof") == Some(1.0)
     });

@@ -11,8 +11,8 @@ mod support;
 use std::time::Duration;
 
 use support::{
-    config_toml, failures, poll_until, run_check, up, Behavior, Exporter, FakeRedis, RedisSpec,
-    Target,
+    config_toml, failures, poll_until, run_check, saved_fuzz_findings, up, Behavior, Exporter,
+    FakeRedis, RedisSpec, Target,
 };
 
 /// Poll every second with half a second per poll.
@@ -309,15 +309,7 @@ fn the_relay_folder_is_private_and_unpredictable() {
 /// `tests/fuzz_regressions/`), run through the reply path's own checks.
 #[test]
 fn saved_fuzzer_findings_pass_the_reply_path_checks() {
-    let dir = format!("{}/tests/fuzz_regressions", env!("CARGO_MANIFEST_DIR"));
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return;
-    };
-    for entry in entries {
-        let path = entry.expect("dir entry").path();
-        if path.extension().is_some_and(|e| e == "md") {
-            continue;
-        }
-        redis_persistence_exporter::fuzz_reply(&std::fs::read(&path).expect("read finding"));
+    for finding in saved_fuzz_findings() {
+        redis_persistence_exporter::fuzz_reply(&finding);
     }
 }

@@ -16,7 +16,7 @@ mod support;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use support::{bulk, noise, Behavior, FakeRedis};
+use support::{bulk, noise, saved_fuzz_findings, Behavior, FakeRedis};
 use support::{
     config_toml, failures, polls, samples, try_scrape, up, Exporter, Redis, RedisSpec, Target,
 };
@@ -467,16 +467,7 @@ proptest! {
 /// Every input the fuzzer ever crashed on, kept under `tests/fuzz_regressions/`.
 #[test]
 fn saved_fuzzer_findings_parse_without_panic() {
-    let dir = format!("{}/tests/fuzz_regressions", env!("CARGO_MANIFEST_DIR"));
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return;
-    };
-    for entry in entries {
-        let path = entry.expect("dir entry").path();
-        if path.extension().is_some_and(|e| e == "md") {
-            continue;
-        }
-        let bytes = std::fs::read(&path).expect("read finding");
+    for bytes in saved_fuzz_findings() {
         // The fuzz target feeds the parser exactly this: lossy UTF-8 of the raw bytes.
         let _ = info::parse(&String::from_utf8_lossy(&bytes));
     }

@@ -29,6 +29,22 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// An RDB-only Redis, and a fresh temp dir holding `exporter.toml` that polls it as `plain`:
+/// the target behind the web endpoint tests.
+fn plain_target() -> (Redis, tempfile::TempDir, PathBuf) {
+    let redis = Redis::start(RedisSpec::rdb());
+    let dir = tempdir();
+    let config = write(
+        dir.path(),
+        "exporter.toml",
+        &format!(
+            "{POLL}[[targets]]\nurl = \"redis://127.0.0.1:{}\"\nname = \"plain\"\n",
+            redis.port()
+        ),
+    );
+    (redis, dir, config)
+}
+
 fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("rpe-sec-")
@@ -45,16 +61,7 @@ fn web_tls_and_basic_auth_with_curl_and_prometheus() {
     let pki = Pki::new("web-ca");
     let server = pki.leaf("exporter", "DNS:localhost,IP:127.0.0.1");
     let ca = pki.ca();
-    let redis = Redis::start(RedisSpec::rdb());
-    let dir = tempdir();
-    let config = write(
-        dir.path(),
-        "exporter.toml",
-        &format!(
-            "{POLL}[[targets]]\nurl = \"redis://127.0.0.1:{}\"\nname = \"plain\"\n",
-            redis.port()
-        ),
-    );
+    let (_redis, dir, config) = plain_target();
     let web_password = random_secret(20);
     let hash = bcrypt_hash(&web_password);
     let web = write(
@@ -213,16 +220,7 @@ fn web_tls_requires_a_client_certificate_from_the_configured_ca() {
     let rogue_pki = Pki::new("rogue-ca");
     let rogue = rogue_pki.leaf("prometheus", "DNS:prometheus");
     let ca = pki.ca();
-    let redis = Redis::start(RedisSpec::rdb());
-    let dir = tempdir();
-    let config = write(
-        dir.path(),
-        "exporter.toml",
-        &format!(
-            "{POLL}[[targets]]\nurl = \"redis://127.0.0.1:{}\"\nname = \"plain\"\n",
-            redis.port()
-        ),
-    );
+    let (_redis, dir, config) = plain_target();
     let web = write(
         dir.path(),
         "web.yml",
@@ -695,23 +693,53 @@ fn run_checks(config: &Path, format: &'static str, outputs: &mut Outputs) {
     );
 }
 
-fn secrets_stay_secret(format: &'static str) {
-    let pki = Pki::new("redis-ca");
-    let ca = pki.ca();
-    let secret = random_secret(24);
-    let redis = Redis::start(RedisSpec::rdb());
-    let tls = Redis::start(RedisSpec {
-        tls: Some(Tls {
-            server: pki.leaf("redis", "DNS:redis.test"),
-            ca: ca.clone(),
-            client: pki.leaf("admin", "DNS:admin"),
-            auth_clients: false,
-        }),
-        ..RedisSpec::default()
-    });
-    for server in [&redis, &tls] {
-        setuser(server, &documented_acl("exporter", &secret));
+/// A plain and a TLS Redis (certificate for `redis.test`, CA `ca`), each with the documented
+/// `exporter` ACL user whose password is `secret`.
+struct SecretServers {
+    /// Keeps the certificates on disk while the servers run.
+    _pki: Pki,
+    ca: PathBuf,
+    secret: String,
+    redis: Redis,
+    tls: Redis,
+}
+
+impl SecretServers {
+    fn start() -> Self {
+        let pki = Pki::new("redis-ca");
+        let ca = pki.ca();
+        let secret = random_secret(24);
+        let redis = Redis::start(RedisSpec::rdb());
+        let tls = Redis::start(RedisSpec {
+            tls: Some(Tls {
+                server: pki.leaf("redis", "DNS:redis.test"),
+                ca: ca.clone(),
+                client: pki.leaf("admin", "DNS:admin"),
+                auth_clients: false,
+            }),
+            ..RedisSpec::default()
+        });
+        for server in [&redis, &tls] {
+            setuser(server, &documented_acl("exporter", &secret));
+        }
+        SecretServers {
+            _pki: pki,
+            ca,
+            secret,
+            redis,
+            tls,
+        }
     }
+}
+
+fn secrets_stay_secret(format: &'static str) {
+    let SecretServers {
+        _pki,
+        ca,
+        secret,
+        redis,
+        tls,
+    } = SecretServers::start();
     // A user whose password is something else: the secret is the wrong password for it.
     setuser(&redis, &documented_acl("other", &random_secret(24)));
 
@@ -815,22 +843,13 @@ fn secrets_appear_nowhere_with_json_logs() {
 
 #[test]
 fn password_inline_in_the_url_appears_nowhere() {
-    let pki = Pki::new("redis-ca");
-    let ca = pki.ca();
-    let secret = random_secret(24);
-    let redis = Redis::start(RedisSpec::rdb());
-    let tls = Redis::start(RedisSpec {
-        tls: Some(Tls {
-            server: pki.leaf("redis", "DNS:redis.test"),
-            ca: ca.clone(),
-            client: pki.leaf("admin", "DNS:admin"),
-            auth_clients: false,
-        }),
-        ..RedisSpec::default()
-    });
-    for server in [&redis, &tls] {
-        setuser(server, &documented_acl("exporter", &secret));
-    }
+    let SecretServers {
+        _pki,
+        ca,
+        secret,
+        redis,
+        tls,
+    } = SecretServers::start();
     // A second server, so the wrong-password target gets a name of its own.
     let other = Redis::start(RedisSpec::rdb());
     setuser(&other, &documented_acl("other", &random_secret(24)));

@@ -383,6 +383,18 @@ impl Rig {
     fn finish(self) {
         self.f.finish();
     }
+
+    /// The recovery of the refused-fork scenarios: forks are allowed again and a clean
+    /// rewrite or BGSAVE ends a streak of `failed` attempts (stuck, so no transient one).
+    fn fork_allowed_then_clean(&mut self, mech: Mech, failed: u32) {
+        self.redis.unblock_fork();
+        let (reply, what) = match mech {
+            Mech::Aof => (self.redis.clean_rewrite(), "fork allowed, clean rewrite"),
+            Mech::Rdb => (self.redis.clean_bgsave(), "fork allowed, clean BGSAVE"),
+        };
+        assert_eq!(reply, "ok");
+        self.step(what, Want::recovered(mech, failed, 0));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -488,12 +500,7 @@ fn rewrite_fork_refused(server: Server) {
     };
     rig.step_on("two refusals, INFO alone", INFO_ONLY, info_alone);
 
-    rig.redis.unblock_fork();
-    assert_eq!(rig.redis.clean_rewrite(), "ok");
-    rig.step(
-        "fork allowed, clean rewrite",
-        Want::recovered(Mech::Aof, 2, 0),
-    );
+    rig.fork_allowed_then_clean(Mech::Aof, 2);
     rig.finish();
 }
 
@@ -707,12 +714,7 @@ fn rdb_save_failures(server: Server) {
         Want::failing(Mech::Rdb, 2, 0, Some("fork_failed")),
     );
 
-    rig.redis.unblock_fork();
-    assert_eq!(rig.redis.clean_bgsave(), "ok");
-    rig.step(
-        "fork allowed, clean BGSAVE",
-        Want::recovered(Mech::Rdb, 2, 0),
-    );
+    rig.fork_allowed_then_clean(Mech::Rdb, 2);
     rig.finish();
 }
 

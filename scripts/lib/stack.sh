@@ -92,6 +92,20 @@ stop_pid() {
     wait "${pid}" 2>/dev/null || true
 }
 
+# stack_workdir NAME: a fresh temporary folder in ${workdir}, removed, with every process this
+# library started, when the script exits (an EXIT trap; INT and TERM traps are the caller's).
+stack_workdir() {
+    workdir=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+    trap stack_cleanup EXIT
+}
+stack_cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    stack_stop_all
+    rm -rf "${workdir}"
+    exit "${status}"
+}
+
 # Stops every process this library started, newest first.
 stack_stop_all() {
     local i

@@ -1,4 +1,5 @@
-//! Recording every divergence in a fault scenario before failing the test.
+//! Recording every divergence in a fault scenario before failing the test, and the inputs
+//! the fuzzers ever failed on.
 
 /// Expectations checked without stopping the scenario, so one run records every divergence
 /// between Redis and the exporter; [`Findings::finish`] fails the test if any was recorded.
@@ -48,4 +49,18 @@ impl Findings {
             );
         }
     }
+}
+
+/// Every input a fuzzer ever failed on: `scripts/fuzz.sh` saves both targets' findings in
+/// `tests/fuzz_regressions/` (the `.md` there is its README). Empty when the folder is absent.
+pub fn saved_fuzz_findings() -> Vec<Vec<u8>> {
+    let dir = format!("{}/tests/fuzz_regressions", env!("CARGO_MANIFEST_DIR"));
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    entries
+        .map(|entry| entry.expect("dir entry").path())
+        .filter(|path| path.extension().is_none_or(|e| e != "md"))
+        .map(|path| std::fs::read(&path).expect("read finding"))
+        .collect()
 }

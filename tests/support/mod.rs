@@ -42,7 +42,7 @@ pub use dashboard::*;
 pub use exporter::*;
 pub use exposition::*;
 pub use fake_redis::{Behavior, FakeRedis};
-pub use findings::Findings;
+pub use findings::{saved_fuzz_findings, Findings};
 pub use http::*;
 pub use pki::*;
 pub use process::*;

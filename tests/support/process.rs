@@ -37,32 +37,32 @@ pub struct Proc {
 
 impl Proc {
     /// Starts `command` with stdin closed and its output in `log`.
-    pub fn spawn(name: &'static str, mut command: Command, log: PathBuf) -> Proc {
+    pub fn spawn(name: &'static str, command: Command, log: PathBuf) -> Proc {
         let out = fs::File::create(&log).expect("create log file");
         let err = out.try_clone().expect("clone log file");
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Proc {
-            name,
-            child: Some(child),
-            log,
-        }
+        Proc::start(name, command, out, err, log)
     }
 
     /// [`Proc::spawn`] with stdout in its own file, for a process whose output is its result
     /// (`chromium --dump-dom`); stderr still goes to `log`.
     pub fn spawn_with_stdout(
         name: &'static str,
-        mut command: Command,
+        command: Command,
         stdout: &Path,
         log: PathBuf,
     ) -> Proc {
         let out = fs::File::create(stdout).expect("create stdout file");
         let err = fs::File::create(&log).expect("create log file");
+        Proc::start(name, command, out, err, log)
+    }
+
+    fn start(
+        name: &'static str,
+        mut command: Command,
+        out: fs::File,
+        err: fs::File,
+        log: PathBuf,
+    ) -> Proc {
         let child = command
             .stdin(Stdio::null())
             .stdout(out)

@@ -18,6 +18,26 @@ pub const SEE: Duration = Duration::from_secs(20);
 pub const REDIS_CHANGE: Duration = Duration::from_secs(60);
 
 impl Redis {
+    /// Issues `BGREWRITEAOF`, expected to fail (`why`: what should make it), and waits until
+    /// the rewrite has ended with `aof_last_bgrewrite_status:err`. Returns the reply.
+    pub fn failing_rewrite(&mut self, why: &str) -> Reply {
+        let reply = self.cmd(&["BGREWRITEAOF"]);
+        let mut last = String::new();
+        let failed = poll_until(REDIS_CHANGE, || {
+            let info = self.persistence();
+            last = format!("{info:?}");
+            info.get("aof_rewrite_in_progress").map(String::as_str) == Some("0")
+                && info.get("aof_last_bgrewrite_status").map(String::as_str) == Some("err")
+        });
+        assert!(
+            failed,
+            "BGREWRITEAOF ({}) {why} did not fail: {last}\n{}",
+            reply.text(),
+            self.log_tail(10)
+        );
+        reply
+    }
+
     /// Runs one command on the harness's own connection.
     pub fn cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Reply {
         self.with_conn(|conn| conn.cmd(args))
