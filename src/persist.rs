@@ -317,8 +317,12 @@ mod tests {
         let mut full = stuck();
         for at in 0..16 {
             let info = crate::info::parse("run_id:r1\nuptime_in_seconds:9\nloading:0\n").unwrap();
-            full.restarts
-                .observe(&info, crate::card::CardState::Err, f64::from(at), Some(1.5));
+            full.restarts.observe(
+                &info,
+                Some(crate::card::CardState::Err),
+                f64::from(at),
+                Some(1.5),
+            );
         }
         let many: BTreeMap<String, Remembered> = (0..MAX_TARGETS + 5)
             .map(|i| {

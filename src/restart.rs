@@ -38,20 +38,18 @@ pub struct Restarts {
     pub last_load: Option<(f64, LoadSource)>,
     /// `loading_start_time` of a load seen running and not yet seen finished.
     loading_since_unix: Option<u64>,
-    /// The card at the previous successful poll. A restart is seen on the first poll that
-    /// reaches the new server (the poller reads everything, `run_id` included, on every new
-    /// connection), so the card at the restart is the previous poll's.
-    #[serde(default)]
-    card_before: Option<CardState>,
 }
 
 impl Restarts {
-    /// Folds in one successful poll at `now_unix` whose card is `card`; `log_load_seconds`
-    /// is the load time from the log text since the last poll, in sidecar mode.
+    /// Folds in one successful poll at `now_unix`; `card_before` is the card at the previous
+    /// successful poll, and `log_load_seconds` the load time from the log text since then, in
+    /// sidecar mode. A restart is seen on the first poll that reaches the new server (the
+    /// poller reads everything, `run_id` included, on every new connection), so the card at
+    /// the restart is the previous poll's.
     pub fn observe(
         &mut self,
         info: &Info,
-        card: CardState,
+        card_before: Option<CardState>,
         now_unix: f64,
         log_load_seconds: Option<f64>,
     ) {
@@ -62,12 +60,11 @@ impl Restarts {
                 .uptime_seconds
                 .map_or(now_unix, |up| (now_unix - up as f64).max(0.0));
             self.restarted_while_err_unix =
-                (self.card_before == Some(CardState::Err)).then_some(started);
+                (card_before == Some(CardState::Err)).then_some(started);
         }
         if info.run_id.is_some() {
             self.run_id.clone_from(&info.run_id);
         }
-        self.card_before = Some(card);
         if let Some(seconds) = log_load_seconds {
             self.last_load = Some((seconds, LoadSource::Log));
             self.loading_since_unix = None;
@@ -109,9 +106,30 @@ mod tests {
         crate::info::parse(&text.replace(' ', "\n")).unwrap()
     }
 
+    /// Polls in order, each given the previous poll's card, as the target's state does.
+    #[derive(Default)]
+    struct Polls {
+        r: Restarts,
+        card: Option<CardState>,
+    }
+
+    impl Polls {
+        fn observe(&mut self, info: &Info, card: CardState, at: f64, log: Option<f64>) {
+            self.r.observe(info, self.card, at, log);
+            self.card = Some(card);
+        }
+    }
+
+    impl std::ops::Deref for Polls {
+        type Target = Restarts;
+        fn deref(&self) -> &Restarts {
+            &self.r
+        }
+    }
+
     #[test]
     fn a_restart_while_err_is_dated_from_uptime_and_its_load_timed_by_polls() {
-        let mut r = Restarts::default();
+        let mut r = Polls::default();
         r.observe(
             &info("run_id:a uptime_in_seconds:50 loading:0"),
             Err,
@@ -148,7 +166,7 @@ mod tests {
 
     #[test]
     fn the_log_gives_the_load_time_when_read() {
-        let mut r = Restarts::default();
+        let mut r = Polls::default();
         r.observe(&info("run_id:a uptime_in_seconds:50"), Err, 100.0, None);
         r.observe(&info("run_id:b uptime_in_seconds:1"), Ok, 200.0, Some(2.5));
         assert_eq!(r.last_load, Some((2.5, LoadSource::Log)));
@@ -157,7 +175,7 @@ mod tests {
 
     #[test]
     fn a_persistence_only_poll_without_run_id_is_no_restart() {
-        let mut r = Restarts::default();
+        let mut r = Polls::default();
         r.observe(&info("run_id:a"), Err, 1.0, None);
         r.observe(&info("aof_enabled:1"), Err, 2.0, None);
         r.observe(&info("run_id:a"), Err, 3.0, None);
@@ -167,7 +185,7 @@ mod tests {
     #[test]
     fn the_card_at_a_restart_is_the_previous_polls_whatever_the_uptime_says() {
         // Redis's uptime is a difference of whole seconds: a server 0.4 s old may say 1.
-        let mut r = Restarts::default();
+        let mut r = Polls::default();
         r.observe(&info("run_id:a uptime_in_seconds:1"), Ok, 614.0, None);
         r.observe(&info("run_id:a uptime_in_seconds:2"), Err, 615.6, None);
         r.observe(&info("run_id:b uptime_in_seconds:1"), Ok, 616.1, None);

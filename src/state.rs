@@ -311,17 +311,17 @@ impl TargetState {
         if snapshot.card == CardState::Ok && self.diagnosis.aof.streak_failures > 0 {
             snapshot.card = CardState::Err;
         }
-        self.restarts.observe(
-            &snapshot.info,
-            snapshot.card,
-            snapshot.taken_at_unix,
-            log.and_then(|l| l.db_loaded_millis)
-                .map(|ms| ms as f64 / 1000.0),
-        );
         let card_before = match &self.latest {
             Some(latest) => Some(latest.card),
             None => self.restored_card.take(),
         };
+        self.restarts.observe(
+            &snapshot.info,
+            card_before,
+            snapshot.taken_at_unix,
+            log.and_then(|l| l.db_loaded_millis)
+                .map(|ms| ms as f64 / 1000.0),
+        );
         if card_before != Some(snapshot.card) {
             self.card_since_unix = Some(snapshot.taken_at_unix);
             self.card_changes.push(CardChange {
