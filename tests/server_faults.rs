@@ -94,35 +94,33 @@ enum Mech {
     Rdb,
 }
 
+/// One mechanism's series: its raw last status, stuck flag, failed-attempt and
+/// transient-recovery counters, and its `mechanism` label.
+struct Series {
+    status: &'static str,
+    stuck: &'static str,
+    failed: &'static str,
+    transient: &'static str,
+    label: &'static str,
+}
+
 impl Mech {
-    fn status(self) -> &'static str {
+    fn series(self) -> Series {
         match self {
-            Mech::Aof => "redis_aof_last_bgrewrite_status",
-            Mech::Rdb => "redis_rdb_last_bgsave_status",
-        }
-    }
-    fn stuck(self) -> &'static str {
-        match self {
-            Mech::Aof => "redis_aof_rewrite_stuck",
-            Mech::Rdb => "redis_rdb_bgsave_stuck",
-        }
-    }
-    fn failed(self) -> &'static str {
-        match self {
-            Mech::Aof => "redis_aof_rewrite_failed_attempts_total",
-            Mech::Rdb => "redis_rdb_bgsave_failed_attempts_total",
-        }
-    }
-    fn transient(self) -> &'static str {
-        match self {
-            Mech::Aof => "redis_aof_rewrite_transient_recoveries_total",
-            Mech::Rdb => "redis_rdb_bgsave_transient_recoveries_total",
-        }
-    }
-    fn label(self) -> &'static str {
-        match self {
-            Mech::Aof => "aof_rewrite",
-            Mech::Rdb => "rdb_bgsave",
+            Mech::Aof => Series {
+                status: "redis_aof_last_bgrewrite_status",
+                stuck: "redis_aof_rewrite_stuck",
+                failed: "redis_aof_rewrite_failed_attempts_total",
+                transient: "redis_aof_rewrite_transient_recoveries_total",
+                label: "aof_rewrite",
+            },
+            Mech::Rdb => Series {
+                status: "redis_rdb_last_bgsave_status",
+                stuck: "redis_rdb_bgsave_stuck",
+                failed: "redis_rdb_bgsave_failed_attempts_total",
+                transient: "redis_rdb_bgsave_transient_recoveries_total",
+                label: "rdb_bgsave",
+            },
         }
     }
 }
@@ -199,11 +197,12 @@ impl Want {
                 out.push(format!("card {card}, got {got:?}"));
             }
         }
+        let series = self.mech.series();
         let numbers = [
-            (self.mech.status(), self.status),
-            (self.mech.stuck(), self.stuck),
-            (self.mech.failed(), self.failed),
-            (self.mech.transient(), self.transient),
+            (series.status, self.status),
+            (series.stuck, self.stuck),
+            (series.failed, self.failed),
+            (series.transient, self.transient),
         ];
         for (name, want) in numbers {
             if let Some(want) = want {
@@ -214,11 +213,11 @@ impl Want {
             }
         }
         if let Some(want) = self.reason {
-            let got = m.reason(target, self.mech.label());
+            let got = m.reason(target, series.label);
             if got.as_deref() != want {
                 out.push(format!(
                     "{} cause {want:?}, got {got:?} (all: {:?})",
-                    self.mech.label(),
+                    series.label,
                     m.reasons(target)
                 ));
             }

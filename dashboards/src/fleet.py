@@ -96,6 +96,19 @@ PER_TARGET_LINK = (
 )
 
 
+def rows_by_label_set(organize: dict) -> list:
+    """Joins a table's queries (one per column) into one row per label set, then organizes
+    the columns with `organize`. Series names differ per query and would keep the merge from
+    joining rows, so they are dropped first."""
+    return [
+        model.DataTransformerConfig(
+            id_val="organize", options={"excludeByName": {"__name__": True}}
+        ),
+        model.DataTransformerConfig(id_val="merge", options={}),
+        model.DataTransformerConfig(id_val="organize", options=organize),
+    ]
+
+
 def count_panel(panel_id: int, title: str, description: str, expr: str, steps) -> object:
     """A count of targets with its trend as a sparkline."""
     return (
@@ -207,17 +220,9 @@ def worst_first_table() -> table.Panel:
         .with_target(
             table_query(f"time() - {sel('redis_rdb_last_save_timestamp_seconds')}", "G")
         )
-        # Series names differ per query and would keep the merge from joining rows.
-        .with_transformation(
-            model.DataTransformerConfig(
-                id_val="organize", options={"excludeByName": {"__name__": True}}
-            )
-        )
-        .with_transformation(model.DataTransformerConfig(id_val="merge", options={}))
-        .with_transformation(
-            model.DataTransformerConfig(
-                id_val="organize",
-                options={
+        .transformations(
+            rows_by_label_set(
+                {
                     "excludeByName": {"Time": True, "Value #E": True},
                     "renameByName": columns,
                     "indexByName": {
@@ -226,7 +231,7 @@ def worst_first_table() -> table.Panel:
                             ["target", *columns.keys(), "job", "instance"]
                         )
                     },
-                },
+                }
             )
         )
         .sort_by([common_builder.TableSortByFieldState().display_name("status").desc(True)])
@@ -365,16 +370,9 @@ def aof_row() -> list:
         .with_target(
             table_query(f"{sel('redis_config_aof_rewrite_min_size_bytes')} and {OVERDUE}", "D")
         )
-        .with_transformation(
-            model.DataTransformerConfig(
-                id_val="organize", options={"excludeByName": {"__name__": True}}
-            )
-        )
-        .with_transformation(model.DataTransformerConfig(id_val="merge", options={}))
-        .with_transformation(
-            model.DataTransformerConfig(
-                id_val="organize",
-                options={
+        .transformations(
+            rows_by_label_set(
+                {
                     "excludeByName": {"Time": True},
                     "renameByName": {
                         "Value #A": "growth ratio",
@@ -382,7 +380,7 @@ def aof_row() -> list:
                         "Value #C": "AOF size",
                         "Value #D": "rewrite min size",
                     },
-                },
+                }
             )
         )
         .sort_by([common_builder.TableSortByFieldState().display_name("growth ratio").desc(True)])

@@ -11,43 +11,35 @@ use crate::target::{Address, PasswordSource, Target};
 pub fn render(settings: &Settings) -> String {
     let duration = |d| humantime::format_duration(d).to_string();
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "poll_interval = \"{}\"",
-        duration(settings.poll_interval)
-    );
-    let _ = writeln!(
-        out,
-        "poll_timeout = \"{}\"",
-        duration(settings.poll_timeout)
-    );
-    let _ = writeln!(out, "listen_address = \"{}\"", settings.listen_address);
-    let _ = writeln!(
-        out,
-        "rdb_max_age = \"{}\"",
-        duration(settings.defaults.rdb_max_age)
-    );
-    let _ = writeln!(
-        out,
-        "config_refresh_interval = \"{}\"",
-        duration(settings.config_refresh_interval)
-    );
-    let _ = writeln!(
-        out,
-        "siblings_refresh_interval = \"{}\"",
-        duration(settings.siblings_refresh_interval)
-    );
-    let _ = writeln!(out, "keep_connections = {}", settings.keep_connections);
-    let _ = writeln!(
-        out,
-        "per_target_poll_duration_histogram = {}",
-        settings.per_target_poll_duration_histogram
-    );
-    let _ = writeln!(
-        out,
-        "config_command = {}",
-        quoted(&settings.defaults.config_command)
-    );
+    let top = [
+        ("poll_interval", quoted(&duration(settings.poll_interval))),
+        ("poll_timeout", quoted(&duration(settings.poll_timeout))),
+        (
+            "listen_address",
+            quoted(&settings.listen_address.to_string()),
+        ),
+        (
+            "rdb_max_age",
+            quoted(&duration(settings.defaults.rdb_max_age)),
+        ),
+        (
+            "config_refresh_interval",
+            quoted(&duration(settings.config_refresh_interval)),
+        ),
+        (
+            "siblings_refresh_interval",
+            quoted(&duration(settings.siblings_refresh_interval)),
+        ),
+        ("keep_connections", settings.keep_connections.to_string()),
+        (
+            "per_target_poll_duration_histogram",
+            settings.per_target_poll_duration_histogram.to_string(),
+        ),
+        ("config_command", quoted(&settings.defaults.config_command)),
+    ];
+    for (key, value) in top {
+        let _ = writeln!(out, "{key} = {value}");
+    }
     if let Some(shard) = settings.shard {
         let _ = writeln!(out, "shard = \"{shard}\"");
     }
