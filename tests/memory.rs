@@ -225,6 +225,30 @@ fn a_redis_restart_while_err_is_recorded_with_its_load_time() {
     });
 }
 
+/// A restarted server is only reached on a new connection, so the first poll of every
+/// connection reads the server section (`run_id`), whatever `siblings_refresh_interval` says:
+/// a restart is seen on the first poll that reaches the new server, never a poll later. With
+/// a connection per poll, every poll is a first poll.
+#[test]
+fn every_new_connection_reads_the_server_section_first() {
+    let fake = FakeRedis::start(Behavior::Healthy);
+    let config = format!(
+        "keep_connections = false\nsiblings_refresh_interval = \"1h\"\n{}",
+        config_toml("500ms", "400ms", &[Target::new(fake.url(), "f")])
+    );
+    let exporter = Exporter::start(&config);
+    exporter.wait_metrics(SEE, "three polls", |m| {
+        m.value("redis_persistence_exporter_polls_total", "f")
+            .is_some_and(|n| n >= 3.0)
+    });
+    let sections = fake.stats().info_sections.lock().unwrap().clone();
+    assert!(sections.len() >= 3, "{sections:?}");
+    assert!(
+        sections.iter().all(|s| s.split(' ').any(|w| w == "server")),
+        "an INFO on a new connection skipped the server section: {sections:?}"
+    );
+}
+
 /// "AOF err on primary but a healthy in-sync replica equals data still has a live copy."
 #[test]
 fn a_replica_in_sync_is_counted_and_its_loss_seen() {

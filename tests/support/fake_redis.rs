@@ -52,6 +52,8 @@ pub struct Stats {
     pub connections: AtomicU64,
     /// `INFO` requests received.
     pub info_requests: AtomicU64,
+    /// The sections each `INFO` asked for, space-separated ("" for plain `INFO`), in order.
+    pub info_sections: Mutex<Vec<String>>,
     /// Enormous replies that got more than [`MAX_REPLY_BYTES`] into the socket.
     pub oversized_replies: AtomicU64,
     /// Bytes written in the largest single enormous reply.
@@ -244,6 +246,15 @@ fn answer(conn: &mut Conn<'_>, command: &[Vec<u8>], behavior: &Behavior, stats: 
         "CONFIG" => conn.write_all(b"*0\r\n"),
         "INFO" => {
             stats.info_requests.fetch_add(1, Ordering::Relaxed);
+            let sections: Vec<String> = command[1..]
+                .iter()
+                .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+                .collect();
+            stats
+                .info_sections
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(sections.join(" "));
             answer_info(conn, behavior, stats)
         }
         _ => conn.write_all(b"-ERR unknown command\r\n"),
